@@ -1,0 +1,1 @@
+"""The evaluator: runtimes, tasks, strategies, metrics and the results store."""

@@ -1,0 +1,43 @@
+"""Runtimes: one file per inference engine, all behind ``evalsuite.types.InferenceClient``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from quantsuite.registry import Registry
+
+RUNTIMES: Registry = Registry("runtime")
+RUNTIMES.lazy("llamacpp", "evalsuite.runtimes.llamacpp")
+RUNTIMES.lazy("hf", "evalsuite.runtimes.hf")
+RUNTIMES.lazy("openai", "evalsuite.runtimes.openai_compat")
+
+
+@dataclass
+class RuntimeConfig:
+    """Settings shared by runtimes. ``threads=0`` means: every core of this machine."""
+
+    n_ctx: int = 2048
+    threads: int = 0
+    batch_size: int = 8
+    n_batch: int = 512
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_threads(self) -> int:
+        import os
+
+        return self.threads or int(os.environ.get("QUANTSUITE_THREADS", 0)) or (os.cpu_count() or 1)
+
+
+def open_variant(manifest, cfg: RuntimeConfig | None = None, runtime: str | None = None):
+    """An InferenceClient for a variant manifest (or the base model), on its preferred runtime."""
+    cfg = cfg or RuntimeConfig()
+    name = runtime or manifest.runtime[0]
+    if name not in manifest.runtime:
+        from quantsuite.errors import UserError
+
+        raise UserError(f"{manifest.variant_id} cannot run on runtime '{name}' (it runs on {', '.join(manifest.runtime)})")
+    cls = RUNTIMES.get(name)
+    return cls.from_manifest(manifest, cfg)

@@ -1,0 +1,1 @@
+"""The quantizer layer: specs, plans, manifests and one backend per method."""
