@@ -167,5 +167,54 @@ def dequantize_gguf_to_hf(gguf: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     fresh.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
+    _repair_bpe_tokenizer(gguf, out)
     if getattr(tok, "chat_template", None) and not (out / "chat_template.jinja").exists():
         (out / "chat_template.jinja").write_text(tok.chat_template)
+
+
+# llama.cpp pre-tokenizer names -> the Hugging Face pre-tokenizer that reproduces them.
+# transformers' GGUF loader rebuilds BPE tokenizers with a plain GPT-2 pre-tokenizer and a
+# SentencePiece-style decoder; for these families that changes the token stream (SmolLM2
+# splits digits one by one) and makes convert_hf_to_gguf mistake the vocab for SentencePiece.
+_BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+_PRE_TOKENIZERS = {
+    "smollm": {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True}, _BYTE_LEVEL]},
+    "gpt2": _BYTE_LEVEL,
+    "default": _BYTE_LEVEL,
+}
+
+
+def _gguf_field(reader, key: str):
+    f = reader.fields.get(key)
+    if f is None:
+        return None
+    v = f.parts[f.data[0]]
+    return bytes(v).decode() if f.types and f.types[0].name == "STRING" else v.tolist()[0]
+
+
+def _repair_bpe_tokenizer(gguf: Path, out: Path) -> None:
+    """Make the saved tokenizer match the GGUF's (pre-tokenizer, decoder, special tokens)."""
+    from gguf import GGUFReader
+
+    r = GGUFReader(str(gguf))
+    if _gguf_field(r, "tokenizer.ggml.model") != "gpt2":
+        return
+    pre = _gguf_field(r, "tokenizer.ggml.pre") or "default"
+    if pre not in _PRE_TOKENIZERS:
+        raise UserError(f"{gguf.name}: BPE pre-tokenizer '{pre}' is not supported for dequantization yet")
+    tj_path = out / "tokenizer.json"
+    tj = json.loads(tj_path.read_text())
+    tj["pre_tokenizer"] = _PRE_TOKENIZERS[pre]
+    tj["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    tj_path.write_text(json.dumps(tj, ensure_ascii=False))
+    tc_path = out / "tokenizer_config.json"
+    tc = json.loads(tc_path.read_text())
+    vocab = {t["id"]: t["content"] for t in tj.get("added_tokens", [])}
+    for role in ("bos", "eos", "unk", "pad"):
+        tid = _gguf_field(r, f"tokenizer.ggml.{role}_token_id")
+        if tid is not None and tid in vocab:
+            tc[f"{role}_token"] = vocab[tid]
+            tc.pop(f"{role}_token_id", None)
+    tc["tokenizer_class"] = "PreTrainedTokenizerFast"
+    tc["add_bos_token"] = bool(_gguf_field(r, "tokenizer.ggml.add_bos_token"))
+    tc_path.write_text(json.dumps(tc, indent=2))

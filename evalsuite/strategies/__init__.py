@@ -18,6 +18,15 @@ from quantsuite.registry import Registry
 
 STRATEGIES: Registry = Registry("strategy")
 STRATEGIES.lazy("ll", "evalsuite.strategies.loglikelihood")
+STRATEGIES.lazy("direct", "evalsuite.strategies.direct")
+STRATEGIES.lazy("cot", "evalsuite.strategies.cot")
+STRATEGIES.lazy("sc", "evalsuite.strategies.self_consistency")
+STRATEGIES.lazy("rag", "evalsuite.strategies.rag")
+STRATEGIES.lazy("rag+sc", "evalsuite.strategies.rag")
+STRATEGIES.lazy("rag-xdoc", "evalsuite.strategies.rag")
+STRATEGIES.lazy("rag-select", "evalsuite.strategies.rag")
+STRATEGIES.lazy("lot", "evalsuite.strategies.lot")
+STRATEGIES.lazy("anytime", "evalsuite.strategies.anytime")
 
 
 class Strategy:

@@ -12,6 +12,13 @@ from quantsuite.registry import Registry
 TASKS: Registry = Registry("task")
 TASKS.lazy("arc_easy", "evalsuite.tasks.arc")
 TASKS.lazy("wikitext2", "evalsuite.tasks.wikitext")
+TASKS.lazy("mmlu_redux", "evalsuite.tasks.mmlu_redux")
+TASKS.lazy("gsm8k", "evalsuite.tasks.gsm8k")
+TASKS.lazy("logiqa", "evalsuite.tasks.logiqa")
+TASKS.lazy("folio", "evalsuite.tasks.folio")
+TASKS.lazy("proofwriter", "evalsuite.tasks.proofwriter")
+TASKS.lazy("ruletaker", "evalsuite.tasks.ruletaker")
+TASKS.lazy("jsonl", "evalsuite.tasks.user_jsonl")
 
 
 def get_task(name: str, **options):

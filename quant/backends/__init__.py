@@ -17,6 +17,9 @@ from quantsuite.registry import Registry
 
 BACKENDS: Registry = Registry("quantization method")
 BACKENDS.lazy("gguf", "quant.backends.gguf")
+BACKENDS.lazy("gptq", "quant.backends.gptq")
+BACKENDS.lazy("awq", "quant.backends.awq")
+BACKENDS.lazy("bnb", "quant.backends.bnb")
 
 
 @dataclass

@@ -1,0 +1,29 @@
+# The two commands of the README:
+#   make demo   set up, then quantize -> eval -> report on the bundled SmolLM2-135M-Instruct
+#   make test   set up, then run the default test suite (what CI runs, through .ci/run)
+PY := .venv/bin/python
+QS := .venv/bin/quantsuite
+DEMO_DIR ?= out/demo
+
+.PHONY: setup demo test test-all test-slow bench clean
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(QS) demo --workdir $(DEMO_DIR)
+
+test: setup
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: setup
+	$(PY) -m pytest -m "slow" -q
+
+test-all: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) scripts/bench_eval.py
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,174 @@
+"""Helpers shared by the transformers-based backends (gptq, awq, bnb).
+
+Kept in one place because every such backend must do the same four things the same way:
+choose torch's thread count on purpose (on 2-core machines two threads next to another
+busy process ran 40x slower than one), turn the calibration set into token rows, check
+the group size against the model's matrix widths before any work, and prove that the
+saved folder reloads and generates before a manifest calls it finished.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from quant.calibration import CalibrationSet
+from quant.spec import QuantSpec
+from quantsuite.errors import BackendUnavailable, UserError
+
+PROBE_PROMPT = "The capital of France is"
+
+
+def set_threads(threads: int) -> int:
+    """Set torch's intra-op threads (0 = min(2, cores)) and return the number used."""
+    import torch
+
+    n = threads or min(2, os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return n
+
+
+def require(module: str, extra: str) -> Any:
+    """Import an optional dependency or raise a one-line install hint."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise BackendUnavailable(f"{module} is not installed (pip install 'quantsuite[{extra}]')") from None
+
+
+def has_accelerator() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def matrix_widths(config: dict[str, Any]) -> dict[str, int]:
+    """Input widths of the quantized Linear layers, which a group size must divide.
+
+    q/k/v/gate/up read hidden_size columns; o_proj reads heads*head_dim; down_proj reads
+    intermediate_size. Quantizers group along the input (column) dimension.
+    """
+    hidden = int(config.get("hidden_size", 0))
+    heads = int(config.get("num_attention_heads", 0) or 0)
+    head_dim = int(config.get("head_dim") or (hidden // heads if heads else 0))
+    widths = {"hidden_size": hidden, "intermediate_size": int(config.get("intermediate_size", 0))}
+    if heads and head_dim and heads * head_dim != hidden:
+        widths["num_attention_heads*head_dim"] = heads * head_dim
+    return {k: v for k, v in widths.items() if v}
+
+
+def group_problems(spec: QuantSpec, config: dict[str, Any], allowed: tuple[int, ...]) -> list[str]:
+    """Group-size checks shared by GPTQ and AWQ: an allowed size that divides every width."""
+    g = spec.group_size
+    if g not in allowed:
+        return [f"{spec.variant_id}: group size {g} not supported (choose {', '.join(map(str, allowed))}; -1 = per-channel)"]
+    if g == -1:
+        return []
+    bad = [f"{k}={v}" for k, v in matrix_widths(config).items() if v % g]
+    if bad:
+        return [f"{spec.variant_id}: group size {g} does not divide {', '.join(bad)} (try a group size that divides them, e.g. 64 or 32)"]
+    return []
+
+
+def calibration_rows(calib: CalibrationSet | None, tokenizer, n_samples: int, seqlen: int) -> list[list[int]]:
+    """Token rows for calibration: each text truncated to ``seqlen`` tokens, first n_samples.
+
+    Texts shorter than a quarter of seqlen are skipped: very short rows add little Hessian
+    information and some quantizers (AutoRound) reject them outright.
+    """
+    if calib is None or not calib.texts:
+        raise UserError("this method needs calibration text (calibration: in the plan)")
+    rows: list[list[int]] = []
+    for t in calib.texts:
+        ids = tokenizer(t, add_special_tokens=False)["input_ids"][:seqlen]
+        if len(ids) >= max(8, seqlen // 4):
+            rows.append(ids)
+        if len(rows) == n_samples:
+            break
+    if not rows:
+        raise UserError(f"calibration set '{calib.name}' has no text of at least {max(8, seqlen // 4)} tokens")
+    return rows
+
+
+def folder_files(folder: Path) -> list[str]:
+    """Every file under the variant folder (relative), so the manifest hashes all of them."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json")
+
+
+def copy_tokenizer(base: Path, out: Path) -> None:
+    """Copy tokenizer and chat template files so the variant folder stands alone."""
+    import shutil
+
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                 "tokenizer.model", "generation_config.json"):
+        if (base / name).exists() and not (out / name).exists():
+            shutil.copyfile(base / name, out / name)
+
+
+def greedy_probe(model, tokenizer, n_new: int = 8) -> tuple[list[int], Any]:
+    """Greedy tokens for a fixed prompt plus the prompt's last-position logits."""
+    import torch
+
+    ids = torch.tensor([tokenizer(PROBE_PROMPT)["input_ids"]])
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits[0, -1].float().clone()
+        gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n_new, do_sample=False,
+                             pad_token_id=tokenizer.eos_token_id)
+    return gen[0, ids.shape[1]:].tolist(), logits
+
+
+def save_compressed(model, tokenizer_src: Path, out: Path, storage_dtype: str = "bfloat16"):
+    """Save an llm-compressor model as compressed-tensors; return in-memory reference logits.
+
+    Unquantized tensors (embeddings, norms) and the scales are stored in bf16, the dtype
+    Llama/SmolLM2 checkpoints are published in, not in the fp32 of our working copy: fp32
+    embeddings would double a tiny model's size and make size comparisons with GGUF
+    (whose "full precision" is F16) meaningless. The model is rounded to bf16 *before*
+    the reference logits are taken, so the reload check compares like with like.
+    """
+    import torch
+
+    dt = getattr(torch, storage_dtype)
+    model.to(dt).to(torch.float32)
+    model.eval()
+    from transformers import AutoTokenizer
+
+    _, ref = greedy_probe(model, AutoTokenizer.from_pretrained(tokenizer_src))
+    model.to(dt)
+    model.save_pretrained(out, save_compressed=True)
+    copy_tokenizer(tokenizer_src, out)
+    return ref
+
+
+def check_reload(folder: Path, reference_logits=None, what: str = "variant", atol_rel: float = 0.02,
+                 load_kwargs: dict | None = None) -> dict[str, Any]:
+    """Reload the saved folder the way the evaluator does and generate; fail loudly if broken.
+
+    With ``reference_logits`` (from the in-memory quantized model) the reloaded logits must
+    match: max |diff| <= atol_rel * max |ref|. A folder that loads but computes something
+    else (bitsandbytes 4-bit on CPU did) must never be recorded as a finished variant.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True,
+                                                 **(load_kwargs or {}))
+    model.eval()
+    tokens, logits = greedy_probe(model, tok)
+    text = tok.decode(tokens, skip_special_tokens=True)
+    info: dict[str, Any] = {"probe_prompt": PROBE_PROMPT, "probe_output": text}
+    if not torch.isfinite(logits).all():
+        raise UserError(f"{what}: reloaded model produces non-finite logits")
+    if reference_logits is not None:
+        diff = float((logits - reference_logits).abs().max())
+        scale = float(reference_logits.abs().max())
+        info["reload_max_logit_diff"] = round(diff, 5)
+        if diff > atol_rel * scale:
+            raise UserError(f"{what}: reloaded model differs from the quantized model in memory "
+                            f"(max logit diff {diff:.3g} vs scale {scale:.3g}); refusing to record it")
+    del model
+    return info

@@ -1,0 +1,122 @@
+"""GPTQ weight-only quantization through llm-compressor, saved as compressed-tensors.
+
+Why llm-compressor: it is maintained, runs on CPU, and writes compressed-tensors
+safetensors that transformers decompresses on load (our HF runtime) and vLLM serves.
+Its W4A16 preset hard-codes group 128, which SmolLM2 (hidden 576) cannot take, so the
+scheme is built explicitly from the spec (config_groups).
+
+Memory: the *sequential* pipeline is requested explicitly. It traces the model into one
+subgraph per decoder layer, runs calibration data through one layer at a time and keeps
+only that layer's inputs (offloaded to CPU between layers); GPTQ's Hessians exist for one
+layer at a time. With an accelerator, peak GPU memory is about one layer plus the
+calibration activations; on CPU the whole model sits in RAM once (no copy) plus the same.
+
+``format: gptq`` / ``auto_gptq`` (the old AutoGPTQ layout) is exported through GPTQModel,
+a maintained library; auto-gptq itself is end-of-life and never used.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from quant.backends import BACKENDS, QuantBackend, QuantContext, QuantResult
+from quant.backends._hf import (calibration_rows, check_reload, folder_files, group_problems, has_accelerator,
+                                require, save_compressed, set_threads)
+from quant.bpw import bits_per_weight, bytes_by_kind
+from quant.manifest import tool_versions
+from quant.spec import QuantSpec
+from quantsuite.errors import UserError
+
+GROUP_SIZES = (32, 64, 128, -1)
+BITS = (4, 8)
+FORMATS = ("compressed-tensors", "gptq", "auto_gptq")
+DEFAULTS = {"n_samples": 64, "seqlen": 512, "act_order": False, "sym": True, "dampening": 0.01, "block_size": 128}
+# The scheme only quantizes the decoder's Linear layers: embeddings and the LM head stay
+# at full precision, as in every GPTQ checkpoint published for vLLM.
+IGNORE = ["lm_head"]
+
+
+def gptq_params(spec: QuantSpec) -> dict[str, Any]:
+    return {**DEFAULTS, **{k: v for k, v in spec.p.items() if k in DEFAULTS}}
+
+
+@BACKENDS.register("gptq")
+class GPTQBackend(QuantBackend):
+    name = "gptq"
+    needs_calibration = True
+
+    def problems(self, spec: QuantSpec, model_config: dict[str, Any]) -> list[str]:
+        out = []
+        if spec.bits not in BITS:
+            out.append(f"{spec.variant_id}: GPTQ supports {' or '.join(map(str, BITS))} bits here, not {spec.bits}")
+        out += group_problems(spec, model_config, GROUP_SIZES)
+        fmt = spec.p.get("format", "compressed-tensors")
+        if fmt not in FORMATS:
+            out.append(f"{spec.variant_id}: unknown GPTQ format '{fmt}' (choose {', '.join(FORMATS)})")
+        unknown = set(spec.p) - set(DEFAULTS) - {"format"}
+        if unknown:
+            out.append(f"{spec.variant_id}: unknown GPTQ parameter(s) {', '.join(sorted(unknown))} "
+                       f"(known: {', '.join(sorted(DEFAULTS))}, format)")
+        return out
+
+    def quantize(self, spec: QuantSpec, ctx: QuantContext, out: Path) -> QuantResult:
+        if spec.p.get("format", "compressed-tensors") != "compressed-tensors":
+            from quant.backends.gptqmodel_export import quantize_gptqmodel
+
+            return quantize_gptqmodel("gptq", spec, ctx, out)
+        return self._llmcompressor(spec, ctx, out)
+
+    def _llmcompressor(self, spec: QuantSpec, ctx: QuantContext, out: Path) -> QuantResult:
+        require("llmcompressor", "gptq")
+        import torch
+        from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+        from datasets import Dataset
+        from llmcompressor import oneshot
+        from llmcompressor.modifiers.gptq import GPTQModifier
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        p = gptq_params(spec)
+        threads = set_threads(ctx.threads)
+        tok = AutoTokenizer.from_pretrained(ctx.base.path)
+        model = AutoModelForCausalLM.from_pretrained(ctx.base.path, dtype=torch.float32, use_safetensors=True)
+        rows = calibration_rows(ctx.calibration, tok, int(p["n_samples"]), int(p["seqlen"]))
+        ds = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]})
+        group = spec.group_size
+        weights = QuantizationArgs(
+            num_bits=spec.bits, type="int", symmetric=bool(p["sym"]),
+            strategy="channel" if group == -1 else "group", group_size=None if group == -1 else group,
+            actorder="static" if p["act_order"] else None,
+        )
+        modifier = GPTQModifier(
+            config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=weights)},
+            ignore=IGNORE, dampening_frac=float(p["dampening"]), block_size=int(p["block_size"]),
+            actorder="static" if p["act_order"] else None,
+        )
+        t0 = time.perf_counter()
+        oneshot(model=model, dataset=ds, recipe=modifier, pipeline="sequential", sequential_offload_device="cpu",
+                num_calibration_samples=len(rows), max_seq_length=int(p["seqlen"]), shuffle_calibration_samples=False)
+        calib_s = time.perf_counter() - t0
+        # reference logits come from the quantized model in memory; the reloaded folder must match
+        ref_logits = save_compressed(model, ctx.base.path, out)
+        del model
+        probe = check_reload(out, ref_logits, what=spec.variant_id)
+        bpw, n = bits_per_weight(out, ctx.base.path)
+        kinds = bytes_by_kind(out)
+        notes = [
+            f"llm-compressor GPTQModifier, sequential pipeline (one decoder layer calibrated at a time), "
+            f"{len(rows)} samples x <= {p['seqlen']} tokens, act_order={p['act_order']}, sym={p['sym']}, "
+            f"dampening={p['dampening']}; calibration {calib_s:.1f}s",
+            f"torch threads={threads}; accelerator={'yes' if has_accelerator() else 'no (CPU)'}",
+            f"tensor bytes: packed weights {kinds['weights']}, scales/zeros {kinds['scales_zeros']}, "
+            f"unquantized (embeddings, norms; stored bf16) {kinds['other']}",
+            f"reload check: greedy '{probe['probe_prompt']}' -> '{probe['probe_output']}', "
+            f"max logit diff vs in-memory model {probe.get('reload_max_logit_diff')}",
+        ]
+        return QuantResult(
+            artifact=".", files=folder_files(out), runtime=["hf", "vllm"], bits_per_weight=bpw, n_params=n,
+            tool_versions=tool_versions("llmcompressor", "compressed-tensors", "transformers", "torch"),
+            calibration={**ctx.calibration.describe(), "n_used": len(rows), "seqlen": int(p["seqlen"])},
+            notes=notes,
+        )

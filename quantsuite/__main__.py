@@ -1,0 +1,3 @@
+from quantsuite.cli import main
+
+main()

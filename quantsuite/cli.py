@@ -1,0 +1,256 @@
+"""The ``quantsuite`` command: quantize | eval | report | serve, plus ls, verify, pick, chat, demo.
+
+Every command imports its stage inside the function, so ``quantsuite --help`` stays
+instant; every user error is one line on stderr and exit code 2 (see ``main``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from quantsuite.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Which model, quantization and prompting strategy give the best answers per GB?")
+
+DEFAULT_STORE = Path("results.sqlite")
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _split_top(value: str) -> list[str]:
+    """Split a --tasks/--strategies list on commas that are not inside 'name:opt=..,opt=..'."""
+    out: list[str] = []
+    for part in (value or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if out and "=" in part and ":" not in part.split("=", 1)[0] and ":" in out[-1]:
+            out[-1] += "," + part          # an option of the previous entry
+        else:
+            out.append(part)
+    return out
+
+
+@app.command()
+def quantize(
+    model: Optional[str] = typer.Argument(None, help="bundled model name, HF folder or .gguf (omit with --plan)"),
+    plan: Optional[Path] = typer.Option(None, "--plan", help="plan YAML: models x methods x bits"),
+    method: Optional[str] = typer.Option(None, help="gguf | gptq | awq | bnb | autoround"),
+    bits: Optional[int] = typer.Option(None, help="weight bits"),
+    scheme: Optional[str] = typer.Option(None, help="gguf type (q4_k_m...) or bnb type (nf4, fp4, int8)"),
+    group_size: Optional[int] = typer.Option(None, "--group-size", help="group size, -1 = per channel"),
+    out: Path = typer.Option(Path("variants"), "--out", help="variants folder"),
+    models_dir: Path = typer.Option(Path("models"), "--models-dir", help="where dequantized bases are kept"),
+    calibration: str = typer.Option("wikitext2-valid", help="calibration set name or file"),
+    threads: int = typer.Option(0, help="CPU threads (0 = all cores)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="only predict sizes and memory from config.json"),
+):
+    """Make quantized variants (each a folder with manifest.json)."""
+    from quant.plan import Plan, load_plan
+    from quant.spec import QuantSpec
+
+    if plan:
+        p = load_plan(plan)
+        if out != Path("variants"):
+            p.output = out
+    elif model:
+        if not method:
+            raise UserError("give --method (or a --plan)")
+        p = Plan(models=[model], specs={model: [QuantSpec.make(method, bits=bits, scheme=scheme, group_size=group_size)]},
+                 output=out, calibration={"name": calibration, "n_samples": 64})
+    else:
+        raise UserError("give a MODEL with --method, or --plan PLAN.yaml")
+    if dry_run:
+        return _dry_run(p, models_dir)
+    from quant.run import quantize_model
+    from quantsuite.progress import console
+
+    total = 0
+    for m in p.models:
+        manifests = quantize_model(m, p.specs[m], p.output, models_dir, calibration=p.calibration, threads=threads,
+                                   include_base=p.include_base,
+                                   on_event=lambda kind, msg: console.print(f"[{'dim' if kind == 'skip' else 'bold'}]{kind}[/] {msg}"))
+        total += len(manifests)
+    console.print(f"{total} variant(s) ready under {p.output}")
+
+
+def _dry_run(p, models_dir: Path) -> None:
+    import json
+
+    from quant.base_model import BUNDLED
+
+    try:
+        from quant.estimate import estimate_plan, format_estimates
+    except ImportError:
+        raise UserError("the dry-run planner is not available in this build") from None
+    for m in p.models:
+        cfg_path = Path(m) / "config.json" if Path(m).is_dir() else Path(m)
+        if m in BUNDLED:
+            cfg_path = models_dir / m / "config.json"
+        if not cfg_path.exists() or cfg_path.suffix != ".json":
+            raise UserError(f"--dry-run needs a config.json for {m} (give a model folder or a config.json path)")
+        try:
+            config = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise UserError(f"{cfg_path}: not valid JSON ({e.msg})") from None
+        typer.echo(format_estimates(m, estimate_plan(config, p.specs[m])))
+
+
+@app.command("eval")
+def eval_(
+    variants: List[Path] = typer.Argument(..., help="manifest.json files, variant folders or a variants tree"),
+    tasks: str = typer.Option("arc_easy,wikitext2", help="comma list; options as task:key=value"),
+    strategies: str = typer.Option("ll", help="ll, direct, cot, sc@8, rag, rag+sc@8, lot, anytime"),
+    store: Path = typer.Option(DEFAULT_STORE, help="results SQLite file"),
+    limit: Optional[int] = typer.Option(None, help="first N items of each task"),
+    chunks: int = typer.Option(20, help="perplexity chunks (0 = whole text)"),
+    ctx: int = typer.Option(512, help="perplexity chunk size in tokens"),
+    reference: str = typer.Option("base", help="variant id used as the KLD reference in each family"),
+    threads: int = typer.Option(0, help="CPU threads (0 = all cores)"),
+    seed: int = typer.Option(0),
+    harness: Optional[str] = typer.Option(None, help="'lm-eval' to run lm-evaluation-harness task names"),
+):
+    """Evaluate variants on tasks x strategies into the results store (resumable)."""
+    from evalsuite.quality import PplConfig
+    from evalsuite.runtimes import RuntimeConfig
+    from evalsuite.store import ResultsStore
+    from quant.manifest import find_manifests
+    from quantsuite.progress import RichProgress, console
+
+    manifests = find_manifests(variants)
+    if not manifests:
+        raise UserError(f"no manifest.json found under {', '.join(map(str, variants))}")
+    st = ResultsStore(store)
+    rt = RuntimeConfig(threads=threads, seed=seed)
+    if harness:
+        if harness != "lm-eval":
+            raise UserError(f"unknown harness '{harness}' (only lm-eval)")
+        from evalsuite.lmeval_bridge import run_lmeval
+
+        with RichProgress() as prog:
+            run_lmeval(manifests, _csv(tasks), st, rt, limit=limit, progress=prog)
+        console.print(f"results in {store}")
+        return
+    from evalsuite.runner import EvalConfig, Evaluator
+
+    cfg = EvalConfig(tasks=_split_top(tasks), strategies=_split_top(strategies), limit=limit, seed=seed,
+                     ppl=PplConfig(n_ctx=ctx, chunks=chunks), runtime=rt, reference=reference)
+    with RichProgress() as prog:
+        Evaluator(st, cfg, prog).run(manifests)
+    console.print(f"results in {store}")
+
+
+@app.command()
+def report(
+    store: Path = typer.Argument(DEFAULT_STORE, help="results SQLite file"),
+    out: Path = typer.Option(Path("report.html"), "-o", "--out"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="html | md | csv | json (default: from the suffix)"),
+    budgets: Optional[str] = typer.Option(None, help="memory budgets in GB, e.g. 1,2,4,8"),
+    task: Optional[str] = typer.Option(None, help="only this task"),
+):
+    """Write the size-vs-accuracy report (self-contained HTML, or md/csv/json)."""
+    from reports.build import build_report
+
+    path = build_report(store, out, fmt=fmt, budgets=budgets, task=task)
+    typer.echo(str(Path(path).resolve()))
+
+
+@app.command("ls")
+def ls(
+    paths: List[Path] = typer.Argument(None, help="variants folders (default: variants)"),
+    store: Optional[Path] = typer.Option(None, help="also show eval progress from this store"),
+):
+    """List variants (size, bits per weight, times, RAM) and, with --store, eval progress."""
+    from rich.table import Table
+
+    from quant.manifest import find_manifests
+    from quantsuite.progress import console
+
+    roots = paths or [Path("variants")]
+    if all(Path(r).exists() for r in roots):
+        t = Table("model", "variant", "method", "size MB", "bpw", "runtime", "quantize s", "peak RAM MB", "calibration")
+        for m in find_manifests(roots):
+            t.add_row(m.model, m.variant_id, m.method, f"{m.size_bytes / 1e6:.1f}", f"{m.bits_per_weight:.2f}",
+                      ",".join(m.runtime), f"{m.wall_seconds:.1f}", f"{m.peak_rss_bytes / 1e6:.0f}",
+                      (m.calibration or {}).get("name", "-"))
+        console.print(t)
+    if store:
+        from evalsuite.store import ResultsStore
+
+        if not store.exists():
+            raise UserError(f"no results store at {store}")
+        t = Table("model", "variant", "task", "strategy", "done", "status")
+        for r in ResultsStore(store).progress():
+            t.add_row(r["model"], r["variant_id"], r["task"], r["strategy"], f"{r['done']}/{r['n_items']}", r["status"])
+        console.print(t)
+
+
+@app.command()
+def verify(paths: List[Path] = typer.Argument(None, help="variants folders or manifests")):
+    """Re-hash every variant file against its manifest."""
+    from quant.manifest import find_manifests
+
+    problems, n = [], 0
+    for m in find_manifests(paths or [Path("variants")]):
+        n += 1
+        problems += m.verify()
+    for p in problems:
+        typer.echo(p, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{n} variant(s) verified")
+
+
+@app.command()
+def demo(
+    workdir: Path = typer.Option(Path("."), help="where variants/, models/, results.sqlite and report.html go"),
+    plan: Path = typer.Option(Path(__file__).resolve().parent.parent / "examples" / "demo-plan.yaml", help="plan YAML"),
+    limit: int = typer.Option(200, help="ARC-Easy items"),
+    chunks: int = typer.Option(20, help="WikiText-2 chunks of 512 tokens"),
+):
+    """The bundled default: quantize SmolLM2-135M-Instruct, evaluate, report."""
+    import time
+
+    from quant.plan import load_plan
+    from quantsuite.progress import console
+
+    t0 = time.time()
+    workdir.mkdir(parents=True, exist_ok=True)
+    p = load_plan(plan)
+    out = workdir / p.output
+    ctx_plan = Path(plan)
+    os.chdir(workdir)
+    quantize(model=None, plan=ctx_plan, method=None, bits=None, scheme=None, group_size=None, out=p.output,
+             models_dir=Path("models"), calibration="wikitext2-valid", threads=0, dry_run=False)
+    eval_(variants=[p.output], tasks="arc_easy,wikitext2", strategies="ll", store=DEFAULT_STORE, limit=limit,
+          chunks=chunks, ctx=512, reference="base", threads=0, seed=0, harness=None)
+    path = build = None
+    from reports.build import build_report
+
+    path = build_report(DEFAULT_STORE, Path("report.html"))
+    console.print(f"demo finished in {time.time() - t0:.0f}s; variants in {out}")
+    typer.echo(str(Path(path).resolve()))
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as e:
+        for line in str(e).splitlines() or [""]:
+            print(f"quantsuite: error: {line}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("quantsuite: interrupted; finished work is saved, rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
