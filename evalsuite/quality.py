@@ -7,7 +7,7 @@ uses one), and only the second half of each chunk is scored (every scored token 
 least n_ctx/2 tokens of context).
 
 The reference (base) model is run once; its distribution at every scored position is
-kept compactly as top-k log-probs (``TopK``), cached on disk, and reused for every
+kept compactly as a nucleus of log-probs (``SparseDist``), cached on disk, and reused for every
 variant, so KLD for N variants costs N variant runs plus one base run, not 2N.
 """
 
@@ -21,17 +21,17 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from evalsuite.metrics import TopK, kl_divergence_topk, same_top1
+from evalsuite.metrics import SparseDist, kl_divergence_sparse, same_top1
 
 
 @dataclass(frozen=True)
 class PplConfig:
     n_ctx: int = 512
     chunks: int = 20          # 0 = every chunk of the text
-    topk: int = 256           # reference log-probs kept per position
+    ref_mass: float = 0.999   # reference probability mass kept per position (see SparseDist)
 
     def as_params(self) -> dict:
-        return {"n_ctx": self.n_ctx, "chunks": self.chunks, "topk": self.topk}
+        return {"n_ctx": self.n_ctx, "chunks": self.chunks, "ref_mass": self.ref_mass}
 
 
 def make_chunks(tokens: Sequence[int], cfg: PplConfig, bos: int | None) -> list[list[int]]:
@@ -64,17 +64,20 @@ def stream_hash(tokens: Sequence[int]) -> str:
 
 @dataclass
 class Reference:
-    """Base model's top-k at each scored position, and its NLL there, per chunk."""
+    """Base model's nucleus at each scored position, and its NLL there, per chunk."""
 
-    topk: list[TopK]
+    dists: list[SparseDist]
     nll: list[np.ndarray]
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        np.savez_compressed(
+        np.savez(
             tmp,
-            ids=np.stack([t.ids for t in self.topk]), lps=np.stack([t.logprobs.astype(np.float16) for t in self.topk]),
+            ids=np.concatenate([d.ids for d in self.dists]),
+            lps=np.concatenate([d.logprobs.astype(np.float16) for d in self.dists]),
+            sizes=np.array([len(d.ids) for d in self.dists]),
+            offsets=np.stack([d.offsets for d in self.dists]),
             nll=np.stack(self.nll),
         )
         os.replace(tmp, path)
@@ -82,7 +85,10 @@ class Reference:
     @classmethod
     def load(cls, path: Path) -> "Reference":
         z = np.load(path)
-        return cls([TopK(i, l.astype(np.float32)) for i, l in zip(z["ids"], z["lps"])], list(z["nll"]))
+        bounds = np.concatenate([[0], np.cumsum(z["sizes"])])
+        dists = [SparseDist(z["ids"][a:b], z["lps"][a:b].astype(np.float32), off)
+                 for a, b, off in zip(bounds[:-1], bounds[1:], z["offsets"])]
+        return cls(dists, list(z["nll"]))
 
 
 def compute_reference(client, chunks: list[list[int]], cfg: PplConfig,
@@ -90,22 +96,22 @@ def compute_reference(client, chunks: list[list[int]], cfg: PplConfig,
     tks, nlls = [], []
     for c in chunks:
         rows, tgt = scored_rows(client, c, cfg)
-        tks.append(TopK.from_logprobs(rows, cfg.topk))
+        tks.append(SparseDist.from_logprobs(rows, cfg.ref_mass))
         nlls.append(-rows[np.arange(len(tgt)), tgt].astype(np.float32))
         if progress:
             progress()
     return Reference(tks, nlls)
 
 
-def score_chunk_against(client, chunk: list[int], cfg: PplConfig, ref_topk: TopK | None) -> dict:
+def score_chunk_against(client, chunk: list[int], cfg: PplConfig, ref: SparseDist | None) -> dict:
     """Per-chunk figures for one variant: NLL per token, and KLD/top-1 vs the reference."""
     rows, tgt = scored_rows(client, chunk, cfg)
     nll = -rows[np.arange(len(tgt)), tgt].astype(np.float64)
     out = {"nll_sum": float(nll.sum()), "n": int(len(tgt))}
-    if ref_topk is not None:
-        kld = kl_divergence_topk(ref_topk, rows)
+    if ref is not None:
+        kld = kl_divergence_sparse(ref, rows)
         out["kld"] = [round(float(x), 7) for x in kld]
-        out["same_top1"] = int(same_top1(ref_topk, rows).sum())
+        out["same_top1"] = int(same_top1(ref, rows).sum())
     return out
 
 

@@ -177,7 +177,10 @@ class Evaluator:
                 scores={**p.scores, "question": by_id[p.item_id].question[:400]},
                 calls=p.calls, tokens_in=p.tokens_in, tokens_out=p.tokens_out, seconds=p.seconds) for p in preds])
             self.progress.advance(len(batch))
-        self.store.finish_run(key, summarize(self.store.samples(key)))
+        samples = self.store.samples(key)
+        metrics = summarize(samples)
+        metrics.update({k: (float(v), None, None, len(samples)) for k, v in strat.run_metrics(samples).items()})
+        self.store.finish_run(key, metrics)
         return key
 
     # -- perplexity / KLD ------------------------------------------------------------------
@@ -205,7 +208,7 @@ class Evaluator:
         ref_m = next((x for x in manifests if x.model == m.model and x.variant_id == self.cfg.reference), None)
         if ref_m is None or ref_m.variant_id == m.variant_id:
             return None
-        path = self.cache_dir / "reference" / f"{ref_m.sha[:16]}-{quality.stream_hash(sum(chunks, []))}-{self.cfg.ppl.topk}.npz"
+        path = self.cache_dir / "reference" / f"{ref_m.sha[:16]}-{quality.stream_hash(sum(chunks, []))}-{self.cfg.ppl.ref_mass}.npz"
         if path.exists():
             return quality.Reference.load(path)
         self.progress.note(f"computing reference logits with {ref_m.model}/{ref_m.variant_id} (once)")
@@ -235,7 +238,7 @@ class Evaluator:
 
         for i, c in quality.iter_chunks_todo(chunks, done):
             t0 = time.perf_counter()
-            r = quality.score_chunk_against(client, c, self.cfg.ppl, ref.topk[i] if ref else None)
+            r = quality.score_chunk_against(client, c, self.cfg.ppl, ref.dists[i] if ref else None)
             self.store.add_samples(key, [SampleRow(item_id=f"chunk-{i:05d}", prompt_hash=quality.stream_hash(c),
                                                    scores=r, calls=1, tokens_in=len(c),
                                                    seconds=time.perf_counter() - t0)])

@@ -103,10 +103,11 @@ def bytes_by_kind(folder_or_files: Path | Iterable[Path]) -> dict[str, int]:
     out = {"weights": 0, "scales_zeros": 0, "other": 0}
     for t in tensors(folder_or_files):
         leaf = t.name.rsplit(".", 1)[-1]
-        if leaf in ("weight_packed", "qweight") or (leaf == "weight" and t.dtype in ("I32", "U8", "I8", "U32")):
-            out["weights"] += t.nbytes
-        elif any(k in leaf for k in ("scale", "zero", "absmax", "quant_map", "g_idx", "quant_state", "SCB", "qzeros")):
+        if any(k in t.name for k in ("scale", "zero_point", "qzeros", "absmax", "quant_map", "quant_state", "SCB",
+                                     "g_idx", "weight_shape")):
             out["scales_zeros"] += t.nbytes
+        elif leaf in ("weight_packed", "qweight") or (leaf == "weight" and t.dtype in ("I32", "U8", "I8", "U32")):
+            out["weights"] += t.nbytes
         else:
             out["other"] += t.nbytes
     return out

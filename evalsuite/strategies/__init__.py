@@ -50,6 +50,12 @@ class Strategy:
     def run(self, items: Sequence[Item], client: InferenceClient, task) -> list[Prediction]:
         raise NotImplementedError
 
+    def run_metrics(self, samples: Sequence[dict]) -> dict[str, float]:
+        """Run-level figures beyond per-item means (e.g. the Anytime Index of the mean curve).
+
+        Computed from stored sample rows, so a resumed run gets the same numbers."""
+        return {}
+
 
 def _coerce(v: str) -> Any:
     for cast in (int, float):

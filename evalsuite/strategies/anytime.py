@@ -33,7 +33,7 @@ from evalsuite.types import GenRequest, InferenceClient, Item, Prediction
 from quantsuite.errors import UserError
 
 FORCE_MC = "Stop reasoning now. Based on your reasoning so far, reply with the letter of the correct option only.\nFinal answer:"
-FORCE_GEN = "Stop reasoning now. Based on your reasoning so far, reply with 'Answer: <your final answer>' only.\nFinal answer:"
+FORCE_GEN = "Stop reasoning now. Based on your reasoning so far, reply only with 'The answer is <answer>.'\nFinal answer:"
 FORCE_TOKENS = 32
 
 
@@ -84,9 +84,14 @@ def parse_budgets(value: Any) -> list[int]:
     return out
 
 
-def summarize(preds: Sequence[Prediction]) -> dict[str, float]:
-    """Run-level figures: accuracy at each budget and the Anytime Index of that curve."""
-    rows = [p.scores for p in preds if p.scores.get("budgets")]
+def summarize(preds: Sequence[Prediction | dict]) -> dict[str, float]:
+    """Run-level figures: accuracy at each budget and the Anytime Index of that curve.
+
+    Takes Predictions or stored sample rows (dicts with ``scores``), so a report can
+    recompute it from the results store.
+    """
+    scores = [p.scores if isinstance(p, Prediction) else (p.get("scores") or {}) for p in preds]
+    rows = [s for s in scores if s.get("budgets")]
     if not rows:
         return {}
     budgets = rows[0]["budgets"]
@@ -127,6 +132,9 @@ class Anytime(Strategy):
     @property
     def budgets(self) -> list[int]:
         return parse_budgets(self.params["budgets"])
+
+    def run_metrics(self, samples) -> dict[str, float]:
+        return summarize(samples)
 
     def run(self, items: Sequence[Item], client: InferenceClient, task) -> list[Prediction]:
         check_task(task)

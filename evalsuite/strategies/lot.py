@@ -5,7 +5,8 @@ Three phases per item, the middle one in pure Python:
 1. **Extraction** (model): the context (or the question, when the item has none) is
    turned into propositions ``A: ...`` and implications ``A -> ¬B``. A strict parser
    keeps only those two line shapes, and only implications whose symbols were defined;
-   everything else the model says is dropped.
+   everything else the model says is dropped, and so are propositions that do not
+   occur in the text (a small model copying the prompt's worked example).
 2. **Extension** (``evalsuite.logic``): double negation, contraposition and the
    transitive law derive the implications the text entails but does not state; only the
    new, non-trivial ones are kept (at most ``max_new``).
@@ -82,8 +83,26 @@ class Extraction:
     implications: list[Implication] = field(default_factory=list)
 
 
-def parse_extraction(text: str) -> Extraction:
-    """Strict parse: ``X: proposition`` and ``P -> Q`` lines over defined symbols, nothing else."""
+_STOP = frozenset("the and are for not but its was has had have with that this then than all any can does did "
+                  "someone something they them their there when who which will would".split())
+
+
+def _content(text: str) -> list[str]:
+    return [w[:4] for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 3 and w not in _STOP]
+
+
+def grounded(prop: str, source: str) -> bool:
+    """At least half of the proposition's content words occur in the source (4-letter
+    stems, so "rains"/"raining" match): small models copy the prompt's worked example,
+    and an ungrounded proposition would inject the example's logic into the context."""
+    words = _content(prop)
+    have = set(_content(source))
+    return bool(words) and 2 * sum(w in have for w in words) >= len(words)
+
+
+def parse_extraction(text: str, source: str | None = None) -> Extraction:
+    """Strict parse: ``X: proposition`` and ``P -> Q`` lines over defined symbols, nothing
+    else; with ``source``, propositions not grounded in it are dropped too."""
     out = Extraction()
     pending: list[Implication] = []
     for line in text.splitlines():
@@ -93,7 +112,7 @@ def parse_extraction(text: str) -> Extraction:
             pending.append(imp)
             continue
         m = _PROP_RE.match(line)
-        if m and m.group(1) not in out.props:
+        if m and m.group(1) not in out.props and (source is None or grounded(m.group(2), source)):
             out.props[m.group(1)] = m.group(2).rstrip(" .")
     seen = set()
     for imp in pending:
@@ -162,7 +181,7 @@ class LogicOfThought(Strategy):
         sources = [it.context.strip() or it.question for it in items]
         gens = generate_metered(client, [self._greedy(EXTRACT_PROMPT.format(text=s), int(self.params["extract_tokens"]))
                                          for s in sources], meters)
-        found = [parse_extraction(g.texts[0] if g.texts else "") for g in gens]
+        found = [parse_extraction(g.texts[0] if g.texts else "", src) for g, src in zip(gens, sources)]
         # 2. extension
         new = [extend(x.implications)[: int(self.params["max_new"])] for x in found]
         # 3. translation

@@ -70,6 +70,14 @@ class _RagBase(Strategy):
         refs = [[it.question, f"{it.question} {gold_text(it)}"] for it in items]
         return self.retriever(task).retrieve([it.question for it in items], refs)
 
+    def run_metrics(self, samples) -> dict[str, float]:
+        """How often retrieval came from the shared cache (computed once, reused per variant)."""
+        flags = [bool((s.get("scores") or {}).get("retrieval_cached")) for s in samples]
+        dropped = [int((s.get("scores") or {}).get("decontam_dropped") or 0) for s in samples]
+        if not flags:
+            return {}
+        return {"retrieval_reuse": sum(flags) / len(flags), "decontam_dropped": float(sum(dropped))}
+
     @staticmethod
     def doc_scores(r: Retrieved) -> dict[str, Any]:
         return {"docs": r.sources, "doc_scores": r.scores, "retrieval_cached": r.cached,
@@ -110,7 +118,8 @@ class RagCrossDocument(_RagBase):
     def retrieval_config(self) -> RetrievalConfig:
         k = int(self.params["k"])
         docs = int(self.params["docs"]) or k
-        return RetrievalConfig.from_params(self.params, docs=docs, pool=max(int(self.params["pool"]), docs, 20))
+        pool = int(self.params["pool"]) or max(docs, int(RETRIEVAL_DEFAULTS["pool"]))
+        return RetrievalConfig.from_params(self.params, docs=docs, pool=pool)
 
     def run(self, items: Sequence[Item], client: InferenceClient, task) -> list[Prediction]:
         check_task(task)

@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from quant.backends import BACKENDS, QuantBackend, QuantContext, QuantResult
-from quant.backends._hf import (calibration_rows, check_reload, folder_files, group_problems, has_accelerator,
-                                require, save_compressed, set_threads)
+from quant.backends._hf import (DTYPES, calibration_rows, check_reload, folder_files, group_problems, has_accelerator,
+                                reload_note, require, save_compressed, set_threads, work_dtype)
 from quant.bpw import bits_per_weight, bytes_by_kind
 from quant.manifest import tool_versions
 from quant.spec import QuantSpec
 
 GROUP_SIZES = (32, 64, 128, -1)
 BITS = (4,)
-DEFAULTS = {"n_samples": 64, "seqlen": 512, "sym": False, "n_grid": 20, "duo_scaling": True}
+DEFAULTS = {"n_samples": 64, "seqlen": 512, "sym": False, "n_grid": 20, "duo_scaling": True, "dtype": "float32"}
 FORMATS = ("compressed-tensors",)
 
 
@@ -71,6 +71,11 @@ class AWQBackend(QuantBackend):
         elif fmt == "awq":
             out.append(f"{spec.variant_id}: format 'awq' (AutoAWQ GEMM layout) is not produced: AutoAWQ is "
                        "deprecated and its kernels need a GPU or IPEX; use the default compressed-tensors")
+        if int(spec.p.get("n_grid", DEFAULTS["n_grid"])) < 3:
+            out.append(f"{spec.variant_id}: n_grid must be at least 3 (llm-compressor divides by n_grid - 2)")
+        if spec.p.get("dtype", "float32") not in DTYPES:
+            out.append(f"{spec.variant_id}: dtype must be one of {', '.join(DTYPES)} (the precision the model is "
+                       "loaded and calibrated in)")
         unknown = set(spec.p) - set(DEFAULTS) - {"format"}
         if unknown:
             out.append(f"{spec.variant_id}: unknown AWQ parameter(s) {', '.join(sorted(unknown))} "
@@ -78,7 +83,7 @@ class AWQBackend(QuantBackend):
         return out
 
     def quantize(self, spec: QuantSpec, ctx: QuantContext, out: Path) -> QuantResult:
-        require("llmcompressor", "gptq")
+        require("llmcompressor", "awq")
         import torch
         from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
         from datasets import Dataset
@@ -90,7 +95,8 @@ class AWQBackend(QuantBackend):
         p = {**DEFAULTS, **{k: v for k, v in spec.p.items() if k in DEFAULTS}}
         threads = set_threads(ctx.threads)
         tok = AutoTokenizer.from_pretrained(ctx.base.path)
-        model = AutoModelForCausalLM.from_pretrained(ctx.base.path, dtype=torch.float32, use_safetensors=True)
+        model = AutoModelForCausalLM.from_pretrained(ctx.base.path, dtype=work_dtype(p["dtype"]),
+                                                     use_safetensors=True)
         rows = calibration_rows(ctx.calibration, tok, int(p["n_samples"]), int(p["seqlen"]))
         ds = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]})
         g = spec.group_size
@@ -118,9 +124,8 @@ class AWQBackend(QuantBackend):
             f"a time), {len(rows)} samples x <= {p['seqlen']} tokens; calibration {calib_s:.1f}s",
             f"torch threads={threads}; accelerator={'yes' if has_accelerator() else 'no (CPU; activation pinning disabled)'}",
             f"tensor bytes: packed weights {kinds['weights']}, scales/zeros {kinds['scales_zeros']}, "
-            f"unquantized (embeddings, norms; stored bf16) {kinds['other']}",
-            f"reload check: greedy '{probe['probe_prompt']}' -> '{probe['probe_output']}', "
-            f"max logit diff vs in-memory model {probe.get('reload_max_logit_diff')}",
+            f"unquantized (embeddings, norms; stored fp16) {kinds['other']}",
+            reload_note(probe),
         ]
         return QuantResult(
             artifact=".", files=folder_files(out), runtime=["hf", "vllm"], bits_per_weight=bpw, n_params=n,

@@ -11,8 +11,11 @@ only that layer's inputs (offloaded to CPU between layers); GPTQ's Hessians exis
 layer at a time. With an accelerator, peak GPU memory is about one layer plus the
 calibration activations; on CPU the whole model sits in RAM once (no copy) plus the same.
 
-``format: gptq`` / ``auto_gptq`` (the old AutoGPTQ layout) is exported through GPTQModel,
-a maintained library; auto-gptq itself is end-of-life and never used.
+``format: gptq`` / ``auto_gptq`` (the old AutoGPTQ layout) is rejected before work starts:
+auto-gptq is end-of-life (needs CUDA), and while GPTQModel 7.6.0 can write that layout on
+CPU, transformers then needs GPTQModel + optimum to load it, whereas compressed-tensors
+loads with what the HF runtime already has. GPU kernel layouts (marlin, exllama...) are
+rejected on every machine here, with a message that says why.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from quant.backends import BACKENDS, QuantBackend, QuantContext, QuantResult
-from quant.backends._hf import (calibration_rows, check_reload, folder_files, group_problems, has_accelerator,
-                                require, save_compressed, set_threads)
+from quant.backends._hf import (DTYPES, calibration_rows, check_reload, folder_files, group_problems, has_accelerator,
+                                reload_note, require, save_compressed, set_threads, work_dtype)
 from quant.bpw import bits_per_weight, bytes_by_kind
 from quant.manifest import tool_versions
 from quant.spec import QuantSpec
@@ -31,8 +34,10 @@ from quantsuite.errors import UserError
 
 GROUP_SIZES = (32, 64, 128, -1)
 BITS = (4, 8)
-FORMATS = ("compressed-tensors", "gptq", "auto_gptq")
-DEFAULTS = {"n_samples": 64, "seqlen": 512, "act_order": False, "sym": True, "dampening": 0.01, "block_size": 128}
+FORMATS = ("compressed-tensors",)
+# kernel-specific layouts some tools write; all need a CUDA GPU to pack and to run
+GPU_FORMATS = ("marlin", "exllama", "exllamav2", "bitblas", "machete")
+DEFAULTS = {"n_samples": 64, "seqlen": 512, "act_order": False, "sym": True, "dampening": 0.01, "block_size": 128, "dtype": "float32"}
 # The scheme only quantizes the decoder's Linear layers: embeddings and the LM head stay
 # at full precision, as in every GPTQ checkpoint published for vLLM.
 IGNORE = ["lm_head"]
@@ -53,8 +58,18 @@ class GPTQBackend(QuantBackend):
             out.append(f"{spec.variant_id}: GPTQ supports {' or '.join(map(str, BITS))} bits here, not {spec.bits}")
         out += group_problems(spec, model_config, GROUP_SIZES)
         fmt = spec.p.get("format", "compressed-tensors")
-        if fmt not in FORMATS:
-            out.append(f"{spec.variant_id}: unknown GPTQ format '{fmt}' (choose {', '.join(FORMATS)})")
+        if fmt in ("gptq", "auto_gptq"):
+            out.append(f"{spec.variant_id}: format '{fmt}' (the AutoGPTQ layout) is not produced: auto-gptq is "
+                       "end-of-life and needs CUDA, and loading that layout in transformers needs GPTQModel + optimum; "
+                       "use the default compressed-tensors, which transformers (CPU) and vLLM load")
+        elif fmt in GPU_FORMATS:
+            out.append(f"{spec.variant_id}: format '{fmt}' is a GPU kernel layout and cannot be made or run on a "
+                       "machine without a CUDA GPU; use the default compressed-tensors")
+        elif fmt not in FORMATS:
+            out.append(f"{spec.variant_id}: unknown GPTQ format '{fmt}' (choose compressed-tensors)")
+        if spec.p.get("dtype", "float32") not in DTYPES:
+            out.append(f"{spec.variant_id}: dtype must be one of {', '.join(DTYPES)} (the precision the model is "
+                       "loaded and calibrated in)")
         unknown = set(spec.p) - set(DEFAULTS) - {"format"}
         if unknown:
             out.append(f"{spec.variant_id}: unknown GPTQ parameter(s) {', '.join(sorted(unknown))} "
@@ -63,9 +78,7 @@ class GPTQBackend(QuantBackend):
 
     def quantize(self, spec: QuantSpec, ctx: QuantContext, out: Path) -> QuantResult:
         if spec.p.get("format", "compressed-tensors") != "compressed-tensors":
-            from quant.backends.gptqmodel_export import quantize_gptqmodel
-
-            return quantize_gptqmodel("gptq", spec, ctx, out)
+            raise UserError("; ".join(self.problems(spec, ctx.model_config)))
         return self._llmcompressor(spec, ctx, out)
 
     def _llmcompressor(self, spec: QuantSpec, ctx: QuantContext, out: Path) -> QuantResult:
@@ -80,7 +93,8 @@ class GPTQBackend(QuantBackend):
         p = gptq_params(spec)
         threads = set_threads(ctx.threads)
         tok = AutoTokenizer.from_pretrained(ctx.base.path)
-        model = AutoModelForCausalLM.from_pretrained(ctx.base.path, dtype=torch.float32, use_safetensors=True)
+        model = AutoModelForCausalLM.from_pretrained(ctx.base.path, dtype=work_dtype(p["dtype"]),
+                                                     use_safetensors=True)
         rows = calibration_rows(ctx.calibration, tok, int(p["n_samples"]), int(p["seqlen"]))
         ds = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]})
         group = spec.group_size
@@ -110,9 +124,8 @@ class GPTQBackend(QuantBackend):
             f"dampening={p['dampening']}; calibration {calib_s:.1f}s",
             f"torch threads={threads}; accelerator={'yes' if has_accelerator() else 'no (CPU)'}",
             f"tensor bytes: packed weights {kinds['weights']}, scales/zeros {kinds['scales_zeros']}, "
-            f"unquantized (embeddings, norms; stored bf16) {kinds['other']}",
-            f"reload check: greedy '{probe['probe_prompt']}' -> '{probe['probe_output']}', "
-            f"max logit diff vs in-memory model {probe.get('reload_max_logit_diff')}",
+            f"unquantized (embeddings, norms; stored fp16) {kinds['other']}",
+            reload_note(probe),
         ]
         return QuantResult(
             artifact=".", files=folder_files(out), runtime=["hf", "vllm"], bits_per_weight=bpw, n_params=n,

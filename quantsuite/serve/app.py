@@ -138,8 +138,13 @@ def create_app(engine: Engine, cfg: ServeConfig, *, manage_engine: bool = True):
             raise ApiError(404, f"model '{name}' is not served here (available: {engine.model_id})",
                            param="model", code="model_not_found")
 
-    async def events(prompt: str | list[int], params: Any, stream: bool) -> AsyncIterator[tuple]:
-        """Submit a job and yield its events; cancels the job if the consumer stops early."""
+    async def events(prompt: str | list[int], params: Any, stream: bool, request: Any = None) -> AsyncIterator[tuple]:
+        """Submit a job and yield its events; cancels the job if the consumer stops early.
+
+        With ``request`` (non-streaming calls), a watcher cancels the job when the client
+        disconnects, so abandoned requests do not keep the queue busy. Streaming responses
+        get the same from Starlette, which stops the body iterator on disconnect.
+        """
         loop = asyncio.get_running_loop()
         q: asyncio.Queue[tuple] = asyncio.Queue()
 
@@ -148,6 +153,14 @@ def create_app(engine: Engine, cfg: ServeConfig, *, manage_engine: bool = True):
 
         job = Job(prompt, params, stream, sink)
         engine.submit(job)
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            job.cancel()
+            q.put_nowait(("error", ApiError(499, "client closed the request", code="client_closed")))
+
+        watcher = asyncio.create_task(watch()) if request is not None else None
         try:
             while True:
                 ev = await q.get()
@@ -156,6 +169,8 @@ def create_app(engine: Engine, cfg: ServeConfig, *, manage_engine: bool = True):
                     return
         finally:
             job.cancel()
+            if watcher is not None:
+                watcher.cancel()
 
     async def first(gen: AsyncIterator[tuple]) -> tuple:
         ev = await gen.__anext__()
@@ -164,8 +179,9 @@ def create_app(engine: Engine, cfg: ServeConfig, *, manage_engine: bool = True):
             raise ev[1]
         return ev
 
-    async def respond(prompt, params, stream: bool, rid: str, include_usage: bool, chat: bool, prefix: str = ""):
-        gen = events(prompt, params, stream)
+    async def respond(request, prompt, params, stream: bool, rid: str, include_usage: bool, chat: bool,
+                      prefix: str = ""):
+        gen = events(prompt, params, stream, None if stream else request)
         await first(gen)                    # errors before any output become a plain 4xx/5xx
         if not stream:
             ev = await gen.__anext__()
@@ -232,7 +248,7 @@ def create_app(engine: Engine, cfg: ServeConfig, *, manage_engine: bool = True):
                 from None
         params = req.params
         params.stop = list(dict.fromkeys(params.stop + engine.template.stops))
-        return await respond(prompt, params, req.stream, new_id("chatcmpl"), req.include_usage, chat=True)
+        return await respond(request, prompt, params, req.stream, new_id("chatcmpl"), req.include_usage, chat=True)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -241,7 +257,7 @@ def create_app(engine: Engine, cfg: ServeConfig, *, manage_engine: bool = True):
         if req.echo and not isinstance(req.prompt, str):
             raise ApiError(400, "'echo' needs a text prompt", param="echo", code="unsupported_parameter")
         prefix = req.prompt if req.echo else ""
-        return await respond(req.prompt, req.params, req.stream, new_id("cmpl"), req.include_usage, chat=False,
+        return await respond(request, req.prompt, req.params, req.stream, new_id("cmpl"), req.include_usage, chat=False,
                              prefix=prefix)
 
     return app
@@ -290,7 +306,7 @@ def run_server(config: ServeConfig) -> None:
     ucfg = uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level.lower(),
                           access_log=cfg.access_log, timeout_graceful_shutdown=cfg.shutdown_timeout,
                           limit_concurrency=cfg.max_queue + 64, server_header=False)
-    server = uvicorn.Server(ucfg)
+    server = _Server(ucfg, engine)
     # uvicorn restores the previous SIGINT/SIGTERM handlers after its graceful shutdown and
     # re-raises the signal; with Python's defaults that is a KeyboardInterrupt traceback or
     # death by SIGTERM. Installing a recorder first makes a signalled shutdown exit normally.
@@ -310,6 +326,30 @@ def run_server(config: ServeConfig) -> None:
             signal.signal(s, h)
     if caught:
         log.info("stopped by %s", signal.Signals(caught[0]).name)
+
+
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, telling the engine the moment a shutdown signal arrives."""
+
+        def __init__(self, config, engine: Engine):
+            super().__init__(config)
+            self.engine = engine
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # from a thread: the signal handler may have interrupted code holding engine locks
+            import threading
+
+            threading.Thread(target=self.engine.begin_shutdown, daemon=True).start()
+            super().handle_exit(sig, frame)
+
+    return Server
+
+
+def _Server(config, engine: Engine):
+    return _server_class()(config, engine)
 
 
 def _check_port(host: str, port: int) -> None:

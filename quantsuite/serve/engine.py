@@ -107,19 +107,32 @@ class Engine:
             self._thread.start()
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Refuse new jobs, fail the waiting ones, cut the running one short, free the model."""
+    def begin_shutdown(self) -> None:
+        """Refuse new jobs, fail the waiting ones with 503, cut the running one short.
+
+        Called as soon as a shutdown signal arrives, so open streams end at once with an
+        in-band error instead of holding the server for its whole grace period. Safe to
+        call from any thread and more than once.
+        """
         self._closing.set()
         while True:
             try:
                 job = self._q.get_nowait()
             except queue.Empty:
                 break
-            if job is not None:
-                job.emit(("error", ApiError(503, "server is shutting down", code="shutting_down")))
+            if job is None:
+                self._q.put(None)
+                break
+            with self._count_lock:
+                self._waiting -= 1
+            job.emit(("error", _shutting_down()))
         cur = self._current
         if cur is not None:
             cur.cancel()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """``begin_shutdown``, then wait for the worker and free the model."""
+        self.begin_shutdown()
         self._q.put(None)
         if self._thread is not None:
             self._thread.join(timeout)
@@ -137,7 +150,7 @@ class Engine:
     # -- submitting ------------------------------------------------------------------------
     def submit(self, job: Job) -> None:
         if self._closing.is_set():
-            raise ApiError(503, "server is shutting down", code="shutting_down")
+            raise _shutting_down()
         with self._count_lock:
             if self._waiting >= self.max_queue:
                 raise ApiError(503, f"server busy: {self._waiting} requests are already waiting",
@@ -167,10 +180,12 @@ class Engine:
                 return
             with self._count_lock:
                 self._waiting -= 1
-            if job.cancelled.is_set():
-                continue
-            self._current = job
+            self._current = job          # set before the checks: begin_shutdown() cancels it
             try:
+                if job.cancelled.is_set() and not self._closing.is_set():
+                    continue             # the client went away while waiting
+                if self._closing.is_set():
+                    raise _shutting_down()
                 self._process(job)
             except ApiError as e:
                 job.emit(("error", e))
@@ -207,6 +222,8 @@ class Engine:
         job.emit(("start", n_in))
         if not job.stream:
             res = self.llm.create_completion(tokens, stream=False, **kw)
+            if self._closing.is_set() and job.cancelled.is_set():
+                raise _shutting_down()
             ch = res["choices"][0]
             job.emit(("done", ch["text"], ch.get("finish_reason") or "stop",
                       usage(n_in, res["usage"]["completion_tokens"])))
@@ -217,11 +234,17 @@ class Engine:
             if ch["text"]:
                 job.emit(("delta", ch["text"]))
             finish = ch.get("finish_reason") or finish
+        if self._closing.is_set() and job.cancelled.is_set():
+            raise _shutting_down()       # do not pass a cut-off answer as a normal "stop"
         finish = finish or "stop"
         # the criterion runs once per sampled token plus once after the loop; an end-of-
         # generation token is sampled but not returned (exact except for stop-string endings)
         n_out = max(0, crit.calls - 1 - (1 if finish == "stop" else 0))
         job.emit(("done", None, finish, usage(n_in, n_out)))
+
+
+def _shutting_down() -> ApiError:
+    return ApiError(503, "server is shutting down", code="shutting_down")
 
 
 def _adds_bos(llm: Any) -> bool:

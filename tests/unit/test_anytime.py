@@ -102,3 +102,10 @@ def test_summarize_uses_the_accuracy_curve():
     s = summarize(preds)
     assert s["acc@0"] == 0.5 and s["acc@8"] == 0.5      # item 2 (gold A) is right until the answer flips
     assert s["anytime_index"] == pytest.approx(0.5)
+
+
+def test_summarize_accepts_stored_rows():
+    rows = [{"scores": {"budgets": [0, 10], "quality": [0.0, 1.0]}}, {"scores": {"budgets": [0, 10], "quality": [1.0, 1.0]}}]
+    s = summarize(rows)
+    assert s == {"acc@0": 0.5, "acc@10": 1.0, "anytime_index": pytest.approx(0.75)}
+    assert summarize([{"scores": {}}]) == {}

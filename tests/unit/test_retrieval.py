@@ -227,10 +227,15 @@ def test_pipeline_caches_on_disk_and_counts_reuse(tmp_path, corpus):
     assert second.stats == {"hits": 2, "misses": 0, "dropped": 0}
     assert [r.ids for r in b] == [r.ids for r in a] and all(r.cached for r in b)
     assert b[0].texts[0] == DOCS[0] and b[0].sources[0] == "docs.jsonl:1"
-    other = Retriever(RetrievalConfig(datastore=str(corpus), retriever="bm25", docs=3, pool=5, decontam=0),
+    # the cache holds the candidate pool: other docs / mmr / decontam settings share it
+    same = Retriever(RetrievalConfig(datastore=str(corpus), retriever="bm25", docs=3, pool=5, mmr=0.5, decontam=0),
+                     cache_root=tmp_path / "c")
+    [r] = same.retrieve(["cats purr"])
+    assert same.stats["hits"] == 1 and r.ids == [0, 1] and r.cached       # only two chunks match
+    other = Retriever(RetrievalConfig(datastore=str(corpus), retriever="bm25", docs=2, pool=4),
                       cache_root=tmp_path / "c")
     other.retrieve(["cats purr"])
-    assert other.stats["misses"] == 1                     # different settings: different cache
+    assert other.stats["misses"] == 1                     # another pool size: another search
 
 
 def test_pipeline_decontaminates_and_diversifies(tmp_path, corpus):

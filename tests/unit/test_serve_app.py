@@ -259,3 +259,18 @@ def test_app_shutdown_unloads_model():
     with c:
         assert c.get("/health").status_code == 200
     assert llm.closed
+
+
+def test_shutdown_cuts_running_generation_with_503_not_a_fake_stop():
+    llm = FakeLlama(delay=0.01, default_reply="x" * 500)
+    engine = Engine(llm, model_id=MODEL, n_ctx=1024).start()
+    got: list = []
+    engine.submit(Job("p", GenParams(max_tokens=500), True, got.append))
+    waiting: list = []
+    engine.submit(Job("q", GenParams(max_tokens=5), False, waiting.append))
+    time.sleep(0.1)
+    engine.begin_shutdown()
+    engine.stop()
+    assert got[-1][0] == "error" and got[-1][1].code == "shutting_down"
+    assert [e[0] for e in waiting] == ["error"] and waiting[0][1].status == 503
+    assert sum(1 for e in got if e[0] == "delta") < 100

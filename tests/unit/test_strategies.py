@@ -8,7 +8,7 @@ import pytest
 
 from evalsuite.strategies import STRATEGIES, parse_strategy
 from evalsuite.strategies.answer import maj_ks, vote
-from evalsuite.strategies.lot import CONTEXT_HEADER, parse_extraction, parse_translation
+from evalsuite.strategies.lot import CONTEXT_HEADER, grounded, parse_extraction, parse_translation
 from quantsuite.errors import UserError
 from tests.fakes import FakeClient, FakeGenTask, FakeMCTask, gen_item, last_user, mc_item
 
@@ -124,6 +124,13 @@ def test_lot_parser_is_strict():
     assert [str(i) for i in x.implications] == ["A->B", "B->C"]          # A->Q: Q undefined; prose dropped
 
 
+def test_lot_drops_propositions_not_in_the_text():
+    copied = "Propositions:\nA: it rains\nB: the day is sunny\nImplications:\nA -> B"
+    x = parse_extraction(copied, source="When it is raining, people stay in.")
+    assert x.props == {"A": "it rains"} and x.implications == []          # B ungrounded, so is A -> B
+    assert grounded("the grass is wet", "If the grass gets wet...") and not grounded("the day is sunny", "rain")
+
+
 def test_translation_parser():
     assert parse_translation("1. If it rains, the match is off.\n2. A -> C", 2) == ["If it rains, the match is off.", None]
     assert parse_translation("First.\nSecond.", 2) == ["First.", "Second."]
@@ -146,7 +153,8 @@ def test_lot_extends_translates_and_appends_to_context():
 
 def test_lot_template_fallback_and_no_translation_call():
     client = FakeClient([EXTRACTION, "Answer: B"])
-    [p] = parse_strategy("lot:translate=template").run([mc_item(context="ctx")], client, MC)
+    ctx = "If it rains the grass is wet, and wet grass gets the match cancelled."
+    [p] = parse_strategy("lot:translate=template").run([mc_item(context=ctx)], client, MC)
     assert len(client.requests) == 2
     assert "If it rains, then the match is cancelled." in last_user(client.requests[1])
     assert p.scores["translation"] == "template"
@@ -163,8 +171,9 @@ def test_lot_nothing_derived_leaves_prompt_unchanged():
 
 def test_lot_with_self_consistency_and_gen_task_without_context():
     client = FakeClient([EXTRACTION, "1. Rain cancels the match.", "Answer: 5", "Answer: 5", "Answer: 4"])
-    [p] = parse_strategy("lot:answer=sc,k=3").run([gen_item()], client, GEN)
-    assert "What is 2 + 3?" in last_user(client.requests[0])              # no context: the question is the text
+    q = "Rain makes the grass wet and wet grass gets the match cancelled. It rains. What is 2 + 3?"
+    [p] = parse_strategy("lot:answer=sc,k=3").run([gen_item(question=q)], client, GEN)
+    assert q in last_user(client.requests[0])                           # no context: the question is the text
     ans = client.requests[2]
     assert ans.n == 3 and ans.temperature > 0 and "Rain cancels the match." in last_user(ans)
     assert p.parsed == "5" and p.correct and p.scores["maj@3"] == 1.0
@@ -206,9 +215,11 @@ def test_rag_retrieval_is_cached_across_variants_and_strategies(store):
     preds = again.run(items, FakeClient(default="Answer: B"), MC)
     assert again.stats == {"hits": 2, "misses": 0, "dropped": again.stats["dropped"]}
     assert all(p.scores["retrieval_cached"] for p in preds)
-    sc = _rag("rag+sc", store, ",k=2")                           # same retrieval settings: same cache
-    sc.run(items, FakeClient(default="Answer: B"), MC)
-    assert sc.stats["hits"] == 2
+    for other in ("rag+sc@2", "rag-xdoc@2", "rag-select:docs=2,probe=direct,answer=direct"):
+        name, _, opts = other.partition(":")
+        strat = _rag(name, store, "," + opts if opts else "")       # same search settings: same cache
+        strat.run(items, FakeClient(default="Answer: B"), MC)
+        assert strat.stats == {"hits": 2, "misses": 0, "dropped": 0}, other
 
 
 def test_rag_decontamination_drops_the_leaked_item(store):
