@@ -351,8 +351,8 @@ def estimate_plan(config: dict[str, Any], specs: Iterable[QuantSpec], machine: M
 def format_estimates(model: str, estimates: Sequence[Estimate], machine: Machine | None = None) -> str:
     """Plain-text table for the CLI: a title, one row per variant, reasons under rows that do not fit."""
     head = f"{'model':<24} {'variant':<20} {'size GiB':>9} {'bpw':>6} {'RAM GiB':>8} {'GPU GiB':>8}  fits"
-    lines = [f"dry run for {model} ({estimates[0].n_params / 1e9:.2f}B weights)" if estimates else f"dry run for {model}",
-             head, "-" * len(head)]
+    title = f"dry run for {model}" + (f" ({estimates[0].n_params / 1e9:.2f}B weights)" if estimates else "")
+    lines = [title, head, "-" * len(head)]
     for e in estimates:
         gpu = f"{e.peak_gpu_bytes / GiB:8.1f}" if e.peak_gpu_bytes else f"{'cpu':>8}"
         lines.append(f"{e.model[:24]:<24} {e.variant_id[:20]:<20} {e.size_gib:9.2f} {e.bits_per_weight:6.2f} "

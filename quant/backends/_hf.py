@@ -83,12 +83,16 @@ def group_problems(spec: QuantSpec, config: dict[str, Any], allowed: tuple[int, 
     """Group-size checks shared by GPTQ and AWQ: an allowed size that divides every width."""
     g = spec.group_size
     if g not in allowed:
-        return [f"{spec.variant_id}: group size {g} not supported (choose {', '.join(map(str, allowed))}; -1 = per-channel)"]
+        choices = ", ".join(map(str, allowed))
+        return [f"{spec.variant_id}: group size {g} not supported (choose {choices}; -1 = per-channel)"]
     if g == -1:
         return []
-    bad = [f"{k}={v}" for k, v in matrix_widths(config).items() if v % g]
+    widths = matrix_widths(config)
+    bad = [f"{k}={v}" for k, v in widths.items() if v % g]
     if bad:
-        return [f"{spec.variant_id}: group size {g} does not divide {', '.join(bad)} (try a group size that divides them, e.g. 64 or 32)"]
+        fits = [str(a) for a in allowed if a > 0 and all(v % a == 0 for v in widths.values())] + ["-1"]
+        return [f"{spec.variant_id}: group size {g} does not divide {', '.join(bad)} (group sizes that fit this "
+                f"model: {', '.join(fits)})"]
     return []
 
 
@@ -196,7 +200,8 @@ def check_reload(folder: Path, reference_logits=None, what: str = "variant", max
         info.update(compare_logits(logits, reference_logits))
         if info["rel_max_diff"] > max_rel_diff or info["top1_agreement"] < min_top1:
             raise UserError(f"{what}: reloaded model differs from the quantized model in memory (max logit drift "
-                            f"{info['rel_max_diff']:.1%}, top-1 agreement {info['top1_agreement']:.0%}); refusing to record it")
+                            f"{info['rel_max_diff']:.1%}, top-1 agreement {info['top1_agreement']:.0%}); "
+                            "refusing to record it")
     del model
     return info
 

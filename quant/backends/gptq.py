@@ -37,7 +37,8 @@ BITS = (4, 8)
 FORMATS = ("compressed-tensors",)
 # kernel-specific layouts some tools write; all need a CUDA GPU to pack and to run
 GPU_FORMATS = ("marlin", "exllama", "exllamav2", "bitblas", "machete")
-DEFAULTS = {"n_samples": 64, "seqlen": 512, "act_order": False, "sym": True, "dampening": 0.01, "block_size": 128, "dtype": "float32"}
+DEFAULTS = {"n_samples": 64, "seqlen": 512, "act_order": False, "sym": True, "dampening": 0.01, "block_size": 128,
+            "dtype": "float32"}
 # The scheme only quantizes the decoder's Linear layers: embeddings and the LM head stay
 # at full precision, as in every GPTQ checkpoint published for vLLM.
 IGNORE = ["lm_head"]
