@@ -13,8 +13,10 @@ setup:
 demo: setup
 	$(QS) demo --workdir $(DEMO_DIR)
 
+# Locally the default suite skips tests marked slow; CI (CI=true) runs them too, so every
+# backend is exercised on the real tiny model there.
 test: setup
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -q $(if $(CI),,-m "not slow")
 
 test-slow: setup
 	$(PY) -m pytest -m "slow" -q

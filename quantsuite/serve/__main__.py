@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
                                                     "(default: $QUANTSUITE_API_KEY, else no key)")
     ap.add_argument("--ctx", type=int, default=None, help="context size (default: model's, at most 4096)")
     ap.add_argument("--threads", type=int, default=None, help="generation threads (default: physical cores)")
-    ap.add_argument("--threads-batch", type=int, default=None, help="prompt threads (default: logical CPUs)")
+    ap.add_argument("--threads-batch", type=int, default=None, help="prompt threads (default: same as --threads)")
     ap.add_argument("--batch", type=int, default=None, help="prompt batch size (default 512)")
     ap.add_argument("--max-tokens", type=int, default=None, help="per-request cap (default: context size)")
     ap.add_argument("--max-body", type=int, default=1_000_000, help="request body limit in bytes")

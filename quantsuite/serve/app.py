@@ -16,7 +16,6 @@ Endpoints: ``GET /health``, ``GET /v1/models``, ``GET /v1/models/{id}``,
 # no "from __future__ import annotations": FastAPI must see the real Request class in route
 # signatures, and it is imported inside create_app to keep module import light.
 
-import asyncio
 import hmac
 import json
 import logging
@@ -50,9 +49,9 @@ class Guard:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         if self.api_key and scope.get("path") not in OPEN_PATHS:
-            auth = headers.get(b"authorization", b"").decode("latin-1")
-            given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-            if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+            auth = headers.get(b"authorization", b"")
+            given = auth[7:].strip() if auth[:7].lower() == b"bearer " else b""
+            if not hmac.compare_digest(given, self.api_key.encode()):   # constant time
                 return await _send_json(send, ApiError(401, "missing or invalid API key (send 'Authorization: "
                                                        "Bearer <key>')", type="authentication_error",
                                                        code="invalid_api_key"))
@@ -83,6 +82,7 @@ async def _send_json(send: Any, err: ApiError) -> None:
 
 def create_app(engine: Engine, cfg: ServeConfig, *, manage_engine: bool = True):
     """The ASGI app; ``cfg`` must be ``resolved()``. The engine is started/stopped with the app."""
+    import asyncio
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
@@ -244,8 +244,8 @@ def create_app(engine: Engine, cfg: ServeConfig, *, manage_engine: bool = True):
             raise ApiError(400, str(e), param="messages", code="chat_template_error") from None
         except TemplateRejected as e:
             log.error("%s", e)
-            raise ApiError(500, "the model's chat template was rejected by the sandbox", code="chat_template_rejected") \
-                from None
+            raise ApiError(500, "the model's chat template was rejected by the sandbox",
+                           code="chat_template_rejected") from None
         params = req.params
         params.stop = list(dict.fromkeys(params.stop + engine.template.stops))
         return await respond(request, prompt, params, req.stream, new_id("chatcmpl"), req.include_usage, chat=True)

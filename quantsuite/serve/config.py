@@ -1,8 +1,10 @@
 """Serving configuration, CPU-derived defaults, and resolving what the user asked to serve.
 
-Defaults follow llama.cpp's own advice: generation is memory-bound and runs best with one
-thread per *physical* core (hyper-threads only add contention), prompt processing is
-compute-bound and may use every logical CPU this process is allowed on. The context
+Defaults follow llama.cpp's own: one thread per *physical* core this process may use
+(hyper-threads only add contention to memory-bound generation), and the same count for
+prompt processing unless ``n_threads_batch`` says otherwise. On a machine shared with other
+busy processes, fewer threads than cores is often much faster: llama.cpp's threads spin
+at barriers, so one descheduled thread stalls all of them. The context
 defaults to the model's training context capped at ``DEFAULT_MAX_CTX``, because the KV
 cache is allocated in full at load time and a 128k context would cost gigabytes.
 """
@@ -47,7 +49,7 @@ class ServeConfig:
 
     def resolved(self, n_ctx_train: int = 0) -> "ServeConfig":
         """A copy with every machine-dependent default filled in and values checked."""
-        phys, logical = cpu_counts()
+        phys, _logical = cpu_counts()
         n_ctx = self.n_ctx or (min(n_ctx_train, DEFAULT_MAX_CTX) if n_ctx_train > 0 else DEFAULT_MAX_CTX)
         if n_ctx < 16:
             raise UserError(f"context size {n_ctx} is too small (minimum 16)")
@@ -62,8 +64,9 @@ class ServeConfig:
                 raise UserError(f"{name} must be at least 1 (got {v})")
         if not 0 < self.port < 65536:
             raise UserError(f"port {self.port} is out of range")
-        return replace(self, n_ctx=n_ctx, n_threads=self.n_threads or phys,
-                       n_threads_batch=self.n_threads_batch or logical, n_batch=n_batch,
+        n_threads = self.n_threads or phys
+        return replace(self, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=self.n_threads_batch or n_threads,
+                       n_batch=n_batch,
                        max_tokens_limit=min(limit, n_ctx), api_key=api_key or None)
 
 

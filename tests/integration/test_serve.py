@@ -278,3 +278,70 @@ def test_abandoned_request_is_cancelled_and_sigint_during_stream_is_clean(tmp_pa
     out = srv.output()
     assert rc == 0, out
     assert not t.is_alive() and "shutdown complete" in out and "Traceback" not in out
+
+
+def test_terminal_chat_with_piped_stdin(tmp_path):
+    """`quantsuite chat` as a user pipes it: replies stream to stdout, /exit quits."""
+    target = make_variant(tmp_path)
+    code = ("import sys; from quantsuite.serve.chat import chat_loop; "
+            f"n = chat_loop({str(target)!r}, n_ctx=512, n_threads={THREADS}, max_tokens=12, temperature=0); "
+            "print('replies', n, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], input="What is 2+2?\nAnd 3+3?\n/exit\nignored\n", text=True,
+                       capture_output=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "replies 2" in r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 2 and "<|im_" not in r.stdout and ">" not in r.stdout[:1]
+
+
+def test_pick_and_modelfile_on_real_variant(tmp_path):
+    from evalsuite.store import ResultsStore, run_key
+    from quant.manifest import VariantManifest
+    from quantsuite.serve.modelfile import write_modelfile
+    from quantsuite.serve.pick import pick_variant
+
+    target = make_variant(tmp_path / "variants")
+    m = VariantManifest.load(target)
+    store = ResultsStore(tmp_path / "results.sqlite")
+    key = run_key(m.sha, "arc_easy", "1", "ll", {}, 0)
+    store.ensure_run(key, variant={"variant_id": m.variant_id, "model": m.model, "sha": m.sha,
+                                   "size_bytes": m.size_bytes, "manifest": m.to_dict()},
+                     task="arc_easy", task_version="1", strategy="ll", params={}, seed=0, n_items=1)
+    store.finish_run(key, {"acc": (0.5, None, None, 1)})
+    store.close()
+    p = pick_variant(tmp_path / "results.sqlite", "2GB", task="arc_easy", n_ctx=2048)
+    assert p.chosen.variant_id == "gguf-q4_1" and p.chosen.kv_bytes == 45 * 2 ** 20
+    assert p.command == f"quantsuite serve {target} --ctx 2048"
+    with pytest.raises(Exception, match="no evaluated GGUF variant fits"):
+        pick_variant(tmp_path / "results.sqlite", "300MB", task="arc_easy")
+
+    text = write_modelfile(target).read_text()
+    assert "FROM ./model.gguf" in text and "<|im_start|>{{ .Role }}" in text
+    assert 'PARAMETER stop "<|im_end|>"' in text and "SYSTEM" in text
+
+
+def test_malicious_chat_template_runs_no_code(tmp_path):
+    """CVE-2024-34359-style templates: refused at start-up, or stopped on the request that triggers them."""
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.jinja"
+    evil.write_text("{{ cycler.__init__.__globals__.os.popen('touch %s').read() }}" % marker)
+    r = subprocess.run([sys.executable, "-m", "quantsuite.serve", str(tiny_gguf()), "--port", str(free_port()),
+                        "--threads", THREADS, "--chat-template", str(evil)], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "sandbox" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not marker.exists()
+
+    sneaky = tmp_path / "sneaky.jinja"
+    sneaky.write_text("{% for m in messages %}{% if m['content'] == 'go' %}"
+                      "{{ cycler.__init__.__globals__.os.popen('touch " + str(marker) + "').read() }}{% endif %}"
+                      "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n")
+    srv = Server(make_variant(tmp_path), "--chat-template", str(sneaky))
+    try:
+        c = client("unused", srv=srv)
+        ok = c.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        assert ok.choices[0].message.content is not None
+        with pytest.raises(openai.InternalServerError, match="sandbox"):
+            c.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": "go"}], max_tokens=2)
+        assert not marker.exists()
+    finally:
+        assert srv.stop() == 0
