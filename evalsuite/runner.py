@@ -52,7 +52,8 @@ class Progress:
 
 def variant_info(m: VariantManifest) -> dict:
     return {"variant_id": m.variant_id, "model": m.model, "sha": m.sha, "method": m.method,
-            "size_bytes": m.size_bytes, "bits_per_weight": m.bits_per_weight, "manifest": m.to_dict()}
+            "size_bytes": m.size_bytes, "bits_per_weight": m.bits_per_weight,
+            "manifest": {**m.to_dict(), "path": str(m.path) if m.path else None}}
 
 
 def environment(cfg: EvalConfig, runtime: str) -> dict:

@@ -210,6 +210,63 @@ def verify(paths: List[Path] = typer.Argument(None, help="variants folders or ma
 
 
 @app.command()
+def serve(
+    model: str = typer.Argument(..., help="variant manifest.json, variant folder, or .gguf file"),
+    host: str = typer.Option("127.0.0.1", help="address to bind (default: this machine only)"),
+    port: int = typer.Option(8000),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="require 'Authorization: Bearer KEY' (default $QUANTSUITE_API_KEY)"),
+    ctx: Optional[int] = typer.Option(None, help="context size (default: the model's, at most 4096)"),
+    threads: Optional[int] = typer.Option(None, help="generation threads (default: physical cores)"),
+    batch: Optional[int] = typer.Option(None, help="prompt batch size (default 512)"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="per-request cap"),
+    max_body: int = typer.Option(1_000_000, "--max-body", help="request body limit in bytes"),
+    chat_template: Optional[Path] = typer.Option(None, "--chat-template", help="Jinja file replacing the GGUF's template"),
+):
+    """Serve a GGUF variant behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models)."""
+    from quantsuite.serve.app import run_server
+    from quantsuite.serve.config import ServeConfig
+
+    run_server(ServeConfig(model=model, host=host, port=port, api_key=api_key, n_ctx=ctx, n_threads=threads,
+                           n_batch=batch, max_tokens_limit=max_tokens, max_body_bytes=max_body,
+                           chat_template=str(chat_template) if chat_template else None))
+
+
+@app.command()
+def pick(
+    ram: str = typer.Option(..., help="memory budget, e.g. 8GB or 6GiB"),
+    store: Path = typer.Option(DEFAULT_STORE, help="results SQLite file"),
+    task: Optional[str] = typer.Option(None, help="rank by this task (default: mean over tasks)"),
+    ctx: int = typer.Option(4096, help="context the server will use (sizes the KV cache)"),
+):
+    """The best evaluated GGUF variant that fits in RAM, and the command to serve it."""
+    from quantsuite.serve.pick import pick_variant
+
+    p = pick_variant(store, ram, task=task, n_ctx=ctx)
+    typer.echo(p.summary())
+
+
+@app.command()
+def chat(
+    model: str = typer.Argument(..., help="variant manifest.json, variant folder, or .gguf file"),
+    system: Optional[str] = typer.Option(None, help="system prompt"),
+    max_tokens: int = typer.Option(512, "--max-tokens"),
+    temperature: float = typer.Option(0.7),
+):
+    """A terminal chat with a GGUF variant (/exit quits, /reset clears the history)."""
+    from quantsuite.serve.chat import chat_loop
+
+    raise typer.Exit(chat_loop(model, system=system, max_tokens=max_tokens, temperature=temperature))
+
+
+@app.command("export-ollama")
+def export_ollama(model: str = typer.Argument(..., help="variant manifest.json, variant folder, or .gguf file")):
+    """Write an Ollama Modelfile (chat template, stop tokens, parameters) next to the GGUF."""
+    from quantsuite.serve.modelfile import write_modelfile
+
+    typer.echo(str(write_modelfile(model)))
+
+
+@app.command()
 def demo(
     workdir: Path = typer.Option(Path("."), help="where variants/, models/, results.sqlite and report.html go"),
     plan: Path = typer.Option(Path(__file__).resolve().parent.parent / "examples" / "demo-plan.yaml", help="plan YAML"),

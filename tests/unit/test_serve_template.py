@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
@@ -137,11 +136,10 @@ def tiny_gguf_or_skip():
     return p
 
 
-def test_subprocess_sanity_marker_logic(tmp_path):
-    """The marker check above is meaningful: an unsandboxed Jinja would create it."""
+def test_marker_check_is_meaningful(tmp_path):
+    """Control experiment: a plain (unsandboxed) Jinja environment does run the payload."""
     import jinja2
 
     marker = tmp_path / "pwned"
     jinja2.Template("{{ cycler.__init__.__globals__.os.popen('touch %s').read() }}" % marker).render()
     assert marker.exists()
-    subprocess.run(["rm", "-f", str(marker)], check=True)
