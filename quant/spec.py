@@ -101,6 +101,10 @@ class QuantSpec:
         vid = f"{self.method}-w{self.bits}{g}"
         if self.p.get("act_order"):
             vid += "-ao"
+        if self.p.get("sym") is False:
+            vid += "-asym"
+        if self.p.get("dtype") not in (None, "float32"):
+            vid += f"-{self.p['dtype']}"
         if self.p.get("format") and self.p["format"] not in ("compressed-tensors", "gptq", "awq"):
             vid += f"-{self.p['format']}"
         return vid

@@ -14,7 +14,9 @@ class UserError(Exception):
     exit_code = 2
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+        # one line per problem: whitespace inside a line is collapsed, line breaks are kept
+        lines = (" ".join(line.split()) for line in str(message).splitlines())
+        super().__init__("\n".join(line for line in lines if line))
 
 
 class BackendUnavailable(UserError):

@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# three ARC runs of a 135M model on 2 shared cores: minutes each, more under load
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("lm_eval")
