@@ -106,7 +106,8 @@ def _dry_run(p, models_dir: Path) -> None:
 
 @app.command("eval")
 def eval_(
-    variants: List[Path] = typer.Argument(..., help="manifest.json files, variant folders or a variants tree"),
+    variants: List[Path] = typer.Argument(None, help="manifest.json files, variant folders or a variants tree"),
+    endpoint: Optional[List[str]] = typer.Option(None, "--endpoint", help="OpenAI-compatible server, openai:http://HOST:PORT/v1#model-id (generation strategies only)"),
     tasks: str = typer.Option("arc_easy,wikitext2", help="comma list; options as task:key=value"),
     strategies: str = typer.Option("ll", help="ll, direct, cot, sc@8, rag, rag+sc@8, lot, anytime"),
     store: Path = typer.Option(DEFAULT_STORE, help="results SQLite file"),
@@ -125,9 +126,11 @@ def eval_(
     from quant.manifest import find_manifests
     from quantsuite.progress import RichProgress, console
 
-    manifests = find_manifests(variants)
+    from evalsuite.runtimes import endpoint_manifest
+
+    manifests = find_manifests(variants or []) + [endpoint_manifest(u) for u in endpoint or []]
     if not manifests:
-        raise UserError(f"no manifest.json found under {', '.join(map(str, variants))}")
+        raise UserError(f"no manifest.json found under {', '.join(map(str, variants or [])) or '(nothing given)'}")
     st = ResultsStore(store)
     rt = RuntimeConfig(threads=threads, seed=seed)
     if harness:
@@ -287,7 +290,7 @@ def demo(
     os.chdir(workdir)
     quantize(model=None, plan=ctx_plan, method=None, bits=None, scheme=None, group_size=None, out=p.output,
              models_dir=Path("models"), calibration="wikitext2-valid", threads=0, dry_run=False)
-    eval_(variants=[p.output], tasks="arc_easy,wikitext2", strategies="ll", store=DEFAULT_STORE, limit=limit,
+    eval_(variants=[p.output], endpoint=None, tasks="arc_easy,wikitext2", strategies="ll", store=DEFAULT_STORE, limit=limit,
           chunks=chunks, ctx=512, reference="base", threads=0, seed=0, harness=None)
     path = build = None
     from reports.build import build_report

@@ -41,3 +41,22 @@ def open_variant(manifest, cfg: RuntimeConfig | None = None, runtime: str | None
         raise UserError(f"{manifest.variant_id} cannot run on runtime '{name}' (it runs on {', '.join(manifest.runtime)})")
     cls = RUNTIMES.get(name)
     return cls.from_manifest(manifest, cfg)
+
+
+def endpoint_manifest(url: str):
+    """A manifest standing for a running OpenAI-compatible server (generation tasks only).
+
+    Its identity (and so the run keys) is the URL and model id; size is unknown (0), so
+    reports list it but cannot place it on a size axis.
+    """
+    import hashlib
+
+    from quant.manifest import VariantManifest
+
+    model = url.split("#", 1)[1] if "#" in url else "endpoint"
+    digest = hashlib.sha256(url.encode()).hexdigest()
+    return VariantManifest(
+        variant_id=f"endpoint-{model}", model=model, base={}, spec={"method": "endpoint", "bits": 0},
+        runtime=["openai"], artifact=url, files={url: {"bytes": 0, "sha256": digest}}, size_bytes=0,
+        bits_per_weight=0.0, notes=[f"served by {url.split('#')[0]}"],
+    )
