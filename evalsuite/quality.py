@@ -68,6 +68,7 @@ class Reference:
 
     dists: list[SparseDist]
     nll: list[np.ndarray]
+    seconds: list[float] | None = None     # base model time per chunk (its own PPL run reuses it)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +80,7 @@ class Reference:
             sizes=np.array([len(d.ids) for d in self.dists]),
             offsets=np.stack([d.offsets for d in self.dists]),
             nll=np.stack(self.nll),
+            seconds=np.asarray(self.seconds or [0.0] * len(self.dists), dtype=np.float64),
         )
         os.replace(tmp, path)
 
@@ -88,19 +90,30 @@ class Reference:
         bounds = np.concatenate([[0], np.cumsum(z["sizes"])])
         dists = [SparseDist(z["ids"][a:b], z["lps"][a:b].astype(np.float32), off)
                  for a, b, off in zip(bounds[:-1], bounds[1:], z["offsets"])]
-        return cls(dists, list(z["nll"]))
+        secs = list(z["seconds"]) if "seconds" in z.files else None
+        return cls(dists, list(z["nll"]), secs)
 
 
 def compute_reference(client, chunks: list[list[int]], cfg: PplConfig,
                       progress: Callable[[], None] | None = None) -> Reference:
-    tks, nlls = [], []
+    import time
+
+    tks, nlls, secs = [], [], []
     for c in chunks:
+        t0 = time.perf_counter()
         rows, tgt = scored_rows(client, c, cfg)
         tks.append(SparseDist.from_logprobs(rows, cfg.ref_mass))
         nlls.append(-rows[np.arange(len(tgt)), tgt].astype(np.float32))
+        secs.append(time.perf_counter() - t0)
         if progress:
             progress()
-    return Reference(tks, nlls)
+    return Reference(tks, nlls, secs)
+
+
+def reference_chunk_scores(ref: Reference, i: int) -> dict:
+    """The reference model's own per-chunk figures, read from its cached reference: the base's
+    PPL run costs no second pass over the text."""
+    return {"nll_sum": float(np.asarray(ref.nll[i], dtype=np.float64).sum()), "n": int(len(ref.nll[i]))}
 
 
 def score_chunk_against(client, chunk: list[int], cfg: PplConfig, ref: SparseDist | None) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -205,20 +206,25 @@ class Evaluator:
                 self._streams[str(path)] = (tokens, bos)
         return self._streams[str(path)]
 
-    def _reference(self, m: VariantManifest, task, manifests, chunks) -> quality.Reference | None:
-        ref_m = next((x for x in manifests if x.model == m.model and x.variant_id == self.cfg.reference), None)
-        if ref_m is None or ref_m.variant_id == m.variant_id:
-            return None
+    def _reference_manifest(self, m: VariantManifest, manifests) -> VariantManifest | None:
+        return next((x for x in manifests if x.model == m.model and x.variant_id == self.cfg.reference), None)
+
+    def _reference(self, ref_m: VariantManifest, chunks, client=None) -> quality.Reference:
+        """The family's reference nucleus, computed once and cached on disk. When the
+        reference variant itself is being evaluated its open client is used, and its own
+        PPL comes from the same pass (see _run_ppl)."""
         path = self.cache_dir / "reference" / f"{ref_m.sha[:16]}-{quality.stream_hash(sum(chunks, []))}-{self.cfg.ppl.ref_mass}.npz"
         if path.exists():
             return quality.Reference.load(path)
         self.progress.note(f"computing reference logits with {ref_m.model}/{ref_m.variant_id} (once)")
-        ref_client = open_variant(ref_m, self.cfg.runtime)
+        own = client is None
+        ref_client = open_variant(ref_m, self.cfg.runtime) if own else client
         try:
             self.progress.start(f"{ref_m.model}/{ref_m.variant_id} reference", len(chunks))
             ref = quality.compute_reference(ref_client, chunks, self.cfg.ppl, progress=self.progress.advance)
         finally:
-            ref_client.close()
+            if own:
+                ref_client.close()
         ref.save(path)
         return ref
 
@@ -231,18 +237,23 @@ class Evaluator:
         self.store.ensure_run(key, variant=variant_info(m), task=task.name, task_version=task.version_key,
                               strategy="ppl", params=self._ppl_params(m), seed=0, n_items=len(chunks),
                               runtime=client.name, env=environment(self.cfg, client.name))
-        ref = self._reference(m, task, manifests, chunks)
         done = self.store.done_items(key)
+        todo = list(quality.iter_chunks_todo(chunks, done))
+        ref_m = self._reference_manifest(m, manifests)
+        is_ref = ref_m is not None and ref_m.variant_id == m.variant_id
+        ref = self._reference(ref_m, chunks, client if is_ref else None) if ref_m is not None and todo else None
         self.progress.start(f"{m.model}/{m.variant_id} {task.name} ppl/kld", len(chunks))
         self.progress.advance(len(done))
-        import time
-
-        for i, c in quality.iter_chunks_todo(chunks, done):
+        for i, c in todo:
             t0 = time.perf_counter()
-            r = quality.score_chunk_against(client, c, self.cfg.ppl, ref.dists[i] if ref else None)
+            if is_ref:   # the reference pass already scored this chunk
+                r = quality.reference_chunk_scores(ref, i)
+                secs = (ref.seconds or [0.0] * len(chunks))[i]
+            else:
+                r = quality.score_chunk_against(client, c, self.cfg.ppl, ref.dists[i] if ref else None)
+                secs = time.perf_counter() - t0
             self.store.add_samples(key, [SampleRow(item_id=f"chunk-{i:05d}", prompt_hash=quality.stream_hash(c),
-                                                   scores=r, calls=1, tokens_in=len(c),
-                                                   seconds=time.perf_counter() - t0)])
+                                                   scores=r, calls=1, tokens_in=len(c), seconds=secs)])
             self.progress.advance()
         self.store.finish_run(key, summarize_ppl(self.store.samples(key)))
         return key

@@ -17,6 +17,9 @@ set -euo pipefail
 
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 PY="${PYTHON:-python3}"
+# absolute (without resolving a venv's symlink): the script changes directory below
+PY=$(command -v "$PY")
+[[ "$PY" == /* ]] || PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
 JOBS="${JOBS:-$(nproc)}"
 # -march=native builds are only valid on the CPU they were made on: key the cache by CPU flags.
 CPU_KEY=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | sha256sum | cut -c1-12 || echo generic)
