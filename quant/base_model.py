@@ -164,6 +164,9 @@ def dequantize_gguf_to_hf(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    from quantsuite.ggufmeta import read_metadata
+
+    read_metadata(gguf)          # a truncated or foreign file fails here, with a clear one-line error
     d, f = str(gguf.parent), gguf.name
     try:
         loaded = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)

@@ -90,6 +90,9 @@ def quantize_model(model_ref: str, specs: list[QuantSpec], out_root: Path, model
                    on_event: Callable[[str, str], None] | None = None) -> list[VariantManifest]:
     """Make every spec for one model; returns the manifests (finished ones are reused)."""
     say = on_event or (lambda kind, msg: None)
+    early = validate(specs, {})           # what needs no model (bits, formats): before any conversion
+    if early:
+        raise UserError("\n".join(early))
     say("base", f"preparing base model {model_ref}")
     base = resolve_base(model_ref, models_dir)
     problems = validate(specs, model_config(base))

@@ -108,7 +108,8 @@ def _dry_run(p, models_dir: Path) -> None:
 def eval_(
     variants: List[Path] = typer.Argument(None, help="manifest.json files, variant folders or a variants tree"),
     endpoint: Optional[List[str]] = typer.Option(None, "--endpoint", help="OpenAI-compatible server, openai:http://HOST:PORT/v1#model-id (generation strategies only)"),
-    tasks: str = typer.Option("arc_easy,wikitext2", help="comma list; options as task:key=value"),
+    tasks: Optional[str] = typer.Option(None, help="comma list; options as task:key=value [default: arc_easy,wikitext2; "
+                                        "with --harness lm-eval: arc_easy]"),
     strategies: str = typer.Option("ll", help="ll, direct, cot, sc@8, rag, rag+sc@8, lot, anytime"),
     store: Path = typer.Option(DEFAULT_STORE, help="results SQLite file"),
     limit: Optional[int] = typer.Option(None, help="first N items of each task"),
@@ -128,14 +129,24 @@ def eval_(
 
     from evalsuite.runtimes import endpoint_manifest
 
+    if harness and harness != "lm-eval":
+        raise UserError(f"unknown harness '{harness}' (only lm-eval)")
+    tasks = tasks or ("arc_easy" if harness else "arc_easy,wikitext2")
+    if not harness:   # refuse unknown tasks and strategies before touching variants or the store
+        from evalsuite.strategies import parse_strategy
+        from evalsuite.tasks import TASKS
+        from evalsuite.tasks.base import parse_task_spec
+
+        for spec in _split_top(tasks):
+            TASKS.get(parse_task_spec(spec)[0])
+        for spec in _split_top(strategies):
+            parse_strategy(spec)
     manifests = find_manifests(variants or []) + [endpoint_manifest(u) for u in endpoint or []]
     if not manifests:
         raise UserError(f"no manifest.json found under {', '.join(map(str, variants or [])) or '(nothing given)'}")
     st = ResultsStore(store)
     rt = RuntimeConfig(threads=threads, seed=seed)
     if harness:
-        if harness != "lm-eval":
-            raise UserError(f"unknown harness '{harness}' (only lm-eval)")
         from evalsuite.lmeval_bridge import run_lmeval
 
         with RichProgress() as prog:
@@ -302,7 +313,17 @@ def demo(
 
 def main() -> None:
     try:
-        app()
+        rv = app(standalone_mode=False)
+    except typer.Abort:
+        print("quantsuite: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except typer.TyperException as e:      # unknown option or command, bad value...: one line too
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        msg = e.format_message() if hasattr(e, "format_message") else str(e)
+        if msg:
+            print(f"quantsuite: error: {msg}{hint}", file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 2))
     except UserError as e:
         for line in str(e).splitlines() or [""]:
             print(f"quantsuite: error: {line}", file=sys.stderr)
@@ -310,6 +331,7 @@ def main() -> None:
     except KeyboardInterrupt:
         print("quantsuite: interrupted; finished work is saved, rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

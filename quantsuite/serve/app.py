@@ -267,7 +267,7 @@ def build(cfg: ServeConfig) -> tuple[Engine, ServeConfig]:
     """Resolve the target, fill machine defaults from the GGUF header, load the model."""
     from pathlib import Path
 
-    from quantsuite.serve.ggufmeta import read_metadata
+    from quantsuite.ggufmeta import read_metadata
 
     target = resolve_target(cfg.model, cfg.model_id)
     meta = read_metadata(target.gguf)

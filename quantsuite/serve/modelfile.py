@@ -71,7 +71,7 @@ def _triple(s: str) -> str:
 def modelfile_text(out: Path, meta: dict[str, Any], *, from_ref: str, title: str,
                    num_ctx: int | None = None, temperature: float | None = None) -> str:
     """The Modelfile for a GGUF whose metadata is ``meta`` (``tokenizer.ggml.tokens`` kept)."""
-    from quantsuite.serve.ggufmeta import token_text
+    from quantsuite.ggufmeta import token_text
     from quantsuite.serve.template import FAMILY_STOPS, default_system_prompt, detect_family
 
     src = meta.get("tokenizer.chat_template")
@@ -112,7 +112,7 @@ def modelfile_text(out: Path, meta: dict[str, Any], *, from_ref: str, title: str
 def write_modelfile(manifest_or_gguf: str | Path, out_path: str | Path | None = None, *,
                     num_ctx: int | None = None, temperature: float | None = None) -> Path:
     """Write the Modelfile (default: ``Modelfile`` beside the GGUF) and return its path."""
-    from quantsuite.serve.ggufmeta import read_metadata
+    from quantsuite.ggufmeta import read_metadata
 
     target = resolve_target(manifest_or_gguf)
     out = Path(out_path) if out_path else target.gguf.parent / "Modelfile"

@@ -108,7 +108,7 @@ class Pick:
 def memory_need(gguf: Path, size_bytes: int, n_ctx: int | None, n_batch: int = 512,
                 overhead: int = FIXED_OVERHEAD_BYTES) -> tuple[int, int, int, int]:
     """(need, kv_bytes, compute_bytes, n_ctx used) for serving ``gguf`` as ``quantsuite serve`` would."""
-    from quantsuite.serve.ggufmeta import model_shape, read_metadata
+    from quantsuite.ggufmeta import model_shape, read_metadata
 
     meta = read_metadata(gguf)
     shape = model_shape(meta, str(gguf))

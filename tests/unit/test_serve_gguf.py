@@ -9,7 +9,7 @@ import pytest
 
 from quantsuite.errors import UserError
 from quantsuite.serve.fakellm import write_fake_gguf
-from quantsuite.serve.ggufmeta import model_shape, read_metadata, token_text
+from quantsuite.ggufmeta import model_shape, read_metadata, token_text
 
 LLAMA_KV = {"general.architecture": "llama", "llama.block_count": 30, "llama.context_length": 8192,
             "llama.embedding_length": 576, "llama.attention.head_count": 9, "llama.attention.head_count_kv": 3,

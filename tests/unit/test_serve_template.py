@@ -111,7 +111,7 @@ def test_real_gguf_template_is_safe_and_matches_llama_cpp_python(tiny_gguf_or_sk
     """Our sandboxed rendering gives the same prompt as llama-cpp-python's formatter."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    from quantsuite.serve.ggufmeta import read_metadata
+    from quantsuite.ggufmeta import read_metadata
 
     meta = read_metadata(tiny_gguf_or_skip)
     ours = from_metadata(meta).template.render(USER)
