@@ -1,8 +1,11 @@
 """Hugging Face transformers runtime: the unquantized base, GPTQ/AWQ (compressed-tensors
 or GPTQModel formats, decompressed by transformers on CPU) and bitsandbytes variants.
 
-Log-likelihood shares each context: the context is run once with ``use_cache``, its KV
-cache is repeated for the choices, and all continuations run as one right-padded batch.
+Log-likelihood shares each context and batches across items: each context with all of its
+continuations is one tree under a custom attention mask, and many trees share one forward
+pass (``evalsuite.runtimes.packing``). Where a custom mask cannot be trusted (a sliding
+window shorter than a tree) the context is run once with ``use_cache`` and its KV cache is
+repeated for the choices instead.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 
 from evalsuite.runtimes import RUNTIMES, RuntimeConfig
 from evalsuite.runtimes.common import encode_pair, group_by_context, messages_of
+from evalsuite.runtimes.packing import Tree, plan_batches
 from evalsuite.types import Generation, GenRequest, LLRequest, LLResult
 from quantsuite.errors import BackendUnavailable, UserError
 
@@ -78,41 +82,83 @@ class HFClient:
             logits = self.model(input_ids=ids).logits[0].float()
             return self.torch.log_softmax(logits, dim=-1).cpu().numpy()
 
-    def loglikelihood(self, reqs: Sequence[LLRequest]) -> list[LLResult]:
-        torch = self.torch
-        out: list[LLResult | None] = [None] * len(reqs)
+    def _trees(self, reqs: Sequence[LLRequest]) -> list[Tree]:
         tok = lambda s: self.tokenize(s)  # noqa: E731
+        trees = []
         for ctx_text, idxs in group_by_context(reqs).items():
-            t0 = time.perf_counter()
             pairs = [encode_pair(tok, ctx_text, reqs[i].continuation) for i in idxs]
-            ctx = pairs[0][0] or [self.tok.eos_token_id]
-            conts = [c for _, c in pairs]
+            trees.append(Tree(pairs[0][0] or [self.tok.eos_token_id], [c for _, c in pairs], idxs))
+        return trees
+
+    def _packing_ok(self, trees: list[Tree]) -> bool:
+        """A packed row relies on our mask alone; a sliding-window layer would apply its own
+        window on top only if the tree were longer than it, so then take the cached path."""
+        window = getattr(self.model.config, "sliding_window", None)
+        return not (window and max(t.size for t in trees) > int(window)) and not self.cfg.extra.get("ll_no_packing")
+
+    def loglikelihood(self, reqs: Sequence[LLRequest]) -> list[LLResult]:
+        if not reqs:
+            return []
+        trees = self._trees(reqs)
+        out: list[LLResult | None] = [None] * len(reqs)
+        if not self._packing_ok(trees):
+            for tree in trees:
+                self._score_tree_cached(tree, out)
+            return out  # type: ignore[return-value]
+        torch = self.torch
+        dtype = self.model.dtype if self.model.dtype.is_floating_point else torch.float32
+        for b in plan_batches(trees, self.tok.pad_token_id, int(self.cfg.extra.get("ll_row_tokens", 256)),
+                              int(self.cfg.extra.get("ll_batch_tokens", 1024))):
+            t0 = time.perf_counter()
+            # additive mask (0 = attend): read the same way by the eager and SDPA attention paths
+            mask = torch.zeros(b.allowed.shape, dtype=dtype)
+            mask.masked_fill_(torch.from_numpy(~b.allowed), torch.finfo(dtype).min)
             with torch.inference_mode():
-                ctx_ids = torch.tensor([ctx], device=self.device)
-                o = self.model(input_ids=ctx_ids, use_cache=True)
-                last = torch.log_softmax(o.logits[0, -1].float(), -1)      # predicts cont[0]
-                n = len(conts)
-                past = o.past_key_values
-                past.batch_repeat_interleave(n)
-                width = max(len(c) for c in conts)
-                inp = torch.full((n, max(width - 1, 1)), self.tok.pad_token_id, device=self.device)
-                att = torch.zeros((n, len(ctx) + inp.shape[1]), dtype=torch.long, device=self.device)
-                att[:, : len(ctx)] = 1
-                for j, c in enumerate(conts):
-                    if len(c) > 1:
-                        inp[j, : len(c) - 1] = torch.tensor(c[:-1])
-                        att[j, len(ctx): len(ctx) + len(c) - 1] = 1
-                o2 = self.model(input_ids=inp, attention_mask=att, past_key_values=past, use_cache=False)
-                lps = torch.log_softmax(o2.logits.float(), -1)
-            for j, (i, c) in enumerate(zip(idxs, conts)):
-                rows = [last] + [lps[j, t] for t in range(len(c) - 1)]
-                picked = [float(rows[t][c[t]]) for t in range(len(c))]
-                greedy = all(int(rows[t].argmax()) == c[t] for t in range(len(c)))
-                out[i] = LLResult(sum(picked), greedy, len(c), tokens_in=(len(ctx) if j == 0 else 0) + len(c) - 1)
-            dt = (time.perf_counter() - t0) / len(idxs)
-            for i in idxs:
-                out[i].seconds = dt
+                logits = self.model(input_ids=torch.from_numpy(b.ids).to(self.device),
+                                    attention_mask=mask[:, None].to(self.device),
+                                    position_ids=torch.from_numpy(b.positions).to(self.device), use_cache=False).logits
+                for sp in b.spans:
+                    if not sp.cont:                        # empty continuation: log 1
+                        out[sp.req] = LLResult(0.0, True, 0, tokens_in=sp.n_ctx if sp.first_of_tree else 0)
+                        continue
+                    lp = torch.log_softmax(logits[sp.row, sp.at].float(), -1)
+                    target = torch.tensor(sp.cont, device=lp.device)
+                    picked = lp.gather(1, target[:, None])[:, 0]
+                    out[sp.req] = LLResult(float(picked.sum()), bool((lp.argmax(-1) == target).all()), len(sp.cont),
+                                           tokens_in=(sp.n_ctx if sp.first_of_tree else 0) + len(sp.cont) - 1)
+            dt = (time.perf_counter() - t0) / len(b.spans)
+            for sp in b.spans:
+                out[sp.req].seconds = dt
         return out  # type: ignore[return-value]
+
+    def _score_tree_cached(self, tree: Tree, out: list) -> None:
+        """One context run once with its KV cache, repeated for the continuations."""
+        torch = self.torch
+        t0 = time.perf_counter()
+        ctx, conts = tree.ctx, tree.conts
+        with torch.inference_mode():
+            o = self.model(input_ids=torch.tensor([ctx], device=self.device), use_cache=True)
+            last = torch.log_softmax(o.logits[0, -1].float(), -1)      # predicts cont[0]
+            n = len(conts)
+            past = o.past_key_values
+            past.batch_repeat_interleave(n)
+            width = max(len(c) for c in conts)
+            inp = torch.full((n, max(width - 1, 1)), self.tok.pad_token_id, device=self.device)
+            att = torch.zeros((n, len(ctx) + inp.shape[1]), dtype=torch.long, device=self.device)
+            att[:, : len(ctx)] = 1
+            for j, c in enumerate(conts):
+                if len(c) > 1:
+                    inp[j, : len(c) - 1] = torch.tensor(c[:-1])
+                    att[j, len(ctx): len(ctx) + len(c) - 1] = 1
+            o2 = self.model(input_ids=inp, attention_mask=att, past_key_values=past, use_cache=False)
+            lps = torch.log_softmax(o2.logits.float(), -1)
+        dt = (time.perf_counter() - t0) / len(conts)
+        for j, (i, c) in enumerate(zip(tree.req_idx, conts)):
+            rows = [last] + [lps[j, t] for t in range(len(c) - 1)]
+            picked = [float(rows[t][c[t]]) for t in range(len(c))]
+            greedy = all(int(rows[t].argmax()) == c[t] for t in range(len(c)))
+            out[i] = LLResult(sum(picked), greedy, len(c), tokens_in=(len(ctx) if j == 0 else 0) + max(len(c) - 1, 0),
+                              seconds=dt)
 
     # -- generation ------------------------------------------------------------------------
     def _prompt_ids(self, r: GenRequest) -> list[int]:
