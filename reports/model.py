@@ -161,10 +161,36 @@ def assemble(runs: Sequence[Run], store_info: dict, budgets_gib: Sequence[float]
         "recommendations": recommend(candidates, budgets_gib) | {"memory_model": mm.as_dict()},
         "drilldown": drill,
         "drill_limit": drill_limit,
+        "compute": compute_rows(run_rows),
         "notes": _notes(runs, families, variants),
         "headlines": _headlines(run_rows, conditions),
         "data_sources": _data_sources(runs, store_info, variants),
     }
+
+
+_STANDARD = {"acc", "acc_norm", "calls_per_item", "tokens_in_per_item", "tokens_out_per_item", "tokens_per_item",
+             "seconds_per_item", "tokens_per_second"}
+
+
+def compute_rows(run_rows: list[dict]) -> list[dict]:
+    """Accuracy next to what it cost, per variant x task x strategy: the table that says
+    whether test-time compute buys back what quantization lost. ``extra`` holds the
+    strategy's own run metrics (maj@k, Anytime Index, retrieval reuse...)."""
+    out = []
+    for r in run_rows:
+        if r["kind"] != "acc":
+            continue
+        m = r["metrics"]
+        val = lambda k: (m.get(k) or {}).get("value")  # noqa: E731
+        out.append({
+            "model": r["model"], "variant_id": r["variant_id"], "task": r["task"], "strategy": r["strategy"],
+            "params": r["params"], "n_done": r["n_done"], "n_items": r["n_items"], "partial": r["partial"],
+            "acc": val("acc"), "acc_lo": (m.get("acc") or {}).get("lo"), "acc_hi": (m.get("acc") or {}).get("hi"),
+            "calls": val("calls_per_item"), "tokens_in": val("tokens_in_per_item"),
+            "tokens_out": val("tokens_out_per_item"), "seconds": val("seconds_per_item"),
+            "extra": {k: v.get("value") for k, v in m.items() if k not in _STANDARD and v.get("value") is not None},
+        })
+    return sorted(out, key=lambda x: (x["task"], x["model"], x["variant_id"], x["strategy"]))
 
 
 def _headlines(run_rows: list[dict], conditions: list[dict]) -> list[str]:

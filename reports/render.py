@@ -116,6 +116,12 @@ def render_csv(model: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
+def extra_text(extra: dict[str, Any], limit: int = 6) -> str:
+    """'maj@1=0.40, maj@5=0.55, anytime_index=0.41': strategy metrics, a few, compactly."""
+    items = sorted(extra.items(), key=lambda kv: (not kv[0].startswith("maj@"), kv[0]))[:limit]
+    return ", ".join(f"{k}={fmt_num(v, 3)}" for k, v in items) or "—"
+
+
 # -- Markdown --------------------------------------------------------------------------------------
 def _md_table(header: list[str], rows: list[list[Any]]) -> str:
     def cell(v: Any) -> str:
@@ -183,6 +189,15 @@ def render_md(model: dict[str, Any]) -> str:
                                [[x["model"], x["variant_id"], fmt_mb(x["size_bytes"]), fmt_num(x["ppl"]),
                                  fmt_num(x["ppl_ratio"], 4), fmt_num(x["kld_mean"], 4), fmt_num(x["kld_p99"], 4),
                                  fmt_pct(x["same_top1"])] for x in q]))
+    if model.get("compute"):
+        s.append("## Accuracy and compute by strategy\n\nPer item: model calls, prompt tokens evaluated (after "
+                 "prefix sharing), generated tokens, wall seconds.\n")
+        s.append(_md_table(["task", "family", "variant", "strategy", "items", "acc", "95 % CI", "calls", "tokens in",
+                            "tokens out", "seconds", "strategy metrics"],
+                           [[c["task"], c["model"], c["variant_id"], c["strategy"], f"{c['n_done']}/{c['n_items']}",
+                             fmt_pct(c["acc"]), f"{fmt_pct(c['acc_lo'])} – {fmt_pct(c['acc_hi'])}",
+                             fmt_num(c["calls"], 1), fmt_num(c["tokens_in"], 0), fmt_num(c["tokens_out"], 0),
+                             fmt_num(c["seconds"], 2), extra_text(c["extra"])] for c in model["compute"]]))
     s.append("## Recovery versus the base\n\nPaired on shared item_ids; p = exact McNemar (two-sided).\n")
     s.append(_md_table(["family", "variant", "condition", "items", "base acc", "variant acc", "recovery", "lost",
                         "gained", "answer flips", "McNemar p"],
@@ -228,7 +243,7 @@ def render_html(model: dict[str, Any]) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                              autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pct=fmt_pct, num=fmt_num, mb=fmt_mb, gib=fmt_gib, pts=fmt_pts, pval=fmt_p, js=fmt_js,
+    env.filters.update(pct=fmt_pct, num=fmt_num, mb=fmt_mb, gib=fmt_gib, pts=fmt_pts, pval=fmt_p, js=fmt_js, extra=extra_text,
                        int_sep=fmt_int)
     return env.get_template("report.html").render(
         m=clean(model), figs=figs,

@@ -309,6 +309,22 @@ def test_markdown_csv_and_json(sample, tmp_path):
     assert len(data["runs"]) == len(sample["runs"])
 
 
+def test_compute_table_puts_accuracy_next_to_its_cost(model, sample, tmp_path):
+    rows = model["compute"]
+    acc_runs = [r for r in sample["runs"] if r["task"] != "wikitext2"]
+    assert len(rows) == len(acc_runs)                         # every accuracy run, no perplexity run
+    sc = [r for r in rows if r["strategy"] == "sc@8"]
+    assert sc and all(r["calls"] == 8 for r in sc)              # 8 samples per item, as stored
+    assert all(r["tokens_out"] > 0 and r["seconds"] > 0 and "maj@8" in r["extra"] for r in sc)
+    ll = [r for r in rows if r["strategy"] == "ll"]
+    assert all(r["calls"] == 1 and r["tokens_out"] == 0 for r in ll)
+    md = build_report(sample["path"], tmp_path / "c.md", fmt="md").read_text()
+    section = md.split("## Accuracy and compute by strategy")[1].split("\n## ")[0]
+    assert section.count("| gsm8k |") == len(sc) and "maj@8=" in section
+    html = build_report(sample["path"], tmp_path / "c.html", fmt="html").read_text()
+    assert "tokens out / item" in html
+
+
 def test_task_filter_and_format_from_suffix(sample, tmp_path):
     out = build_report(sample["path"], tmp_path / "arc.json", fmt=None, task="arc_easy")
     data = json.loads(out.read_text())
