@@ -16,9 +16,10 @@ from evalsuite.types import InferenceClient, Item, Prediction
 @STRATEGIES.register("direct")
 class Direct(Strategy):
     name = "direct"
+    mode = "direct"          # AnswerConfig mode: which prompt and how many tokens by default
     defaults = {"max_tokens": DIRECT_TOKENS, "system": ""}
 
     def run(self, items: Sequence[Item], client: InferenceClient, task) -> list[Prediction]:
         check_task(task)
-        cfg = AnswerConfig.from_params(self.params, mode="direct")
+        cfg = AnswerConfig.from_params(self.params, mode=self.mode)
         return answer_items(client, task, items, lambda it, cot: question_prompt(task, it, cot), cfg)

@@ -20,15 +20,12 @@ time, so peak memory is about one layer plus the calibration activations.
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from quant.backends import BACKENDS, QuantBackend, QuantContext, QuantResult
-from quant.backends._hf import (DTYPES, calibration_rows, check_reload, folder_files, group_problems, has_accelerator,
-                                reload_note, require, save_compressed, set_threads, work_dtype)
-from quant.bpw import bits_per_weight, bytes_by_kind
-from quant.manifest import tool_versions
+from quant.backends._hf import group_problems, require
+from quant.backends._llmcompressor import oneshot_compressed, param_problems, weight_args
 from quant.spec import QuantSpec
 
 GROUP_SIZES = (32, 64, 128, -1)
@@ -73,63 +70,25 @@ class AWQBackend(QuantBackend):
                        "deprecated and its kernels need a GPU or IPEX; use the default compressed-tensors")
         if int(spec.p.get("n_grid", DEFAULTS["n_grid"])) < 3:
             out.append(f"{spec.variant_id}: n_grid must be at least 3 (llm-compressor divides by n_grid - 2)")
-        if spec.p.get("dtype", "float32") not in DTYPES:
-            out.append(f"{spec.variant_id}: dtype must be one of {', '.join(DTYPES)} (the precision the model is "
-                       "loaded and calibrated in)")
-        unknown = set(spec.p) - set(DEFAULTS) - {"format"}
-        if unknown:
-            out.append(f"{spec.variant_id}: unknown AWQ parameter(s) {', '.join(sorted(unknown))} "
-                       f"(known: {', '.join(sorted(DEFAULTS))})")
+        out += param_problems(spec, "AWQ", DEFAULTS)
         return out
 
     def quantize(self, spec: QuantSpec, ctx: QuantContext, out: Path) -> QuantResult:
         require("llmcompressor", "awq")
-        import torch
-        from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
-        from datasets import Dataset
-        from llmcompressor import oneshot
+        from compressed_tensors.quantization import QuantizationScheme
         from llmcompressor.modifiers.quantization import QuantizationModifier
         from llmcompressor.modifiers.transform.awq import AWQModifier
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         p = {**DEFAULTS, **{k: v for k, v in spec.p.items() if k in DEFAULTS}}
-        threads = set_threads(ctx.threads)
-        tok = AutoTokenizer.from_pretrained(ctx.base.path)
-        model = AutoModelForCausalLM.from_pretrained(ctx.base.path, dtype=work_dtype(p["dtype"]),
-                                                     use_safetensors=True)
-        rows = calibration_rows(ctx.calibration, tok, int(p["n_samples"]), int(p["seqlen"]))
-        ds = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]})
-        g = spec.group_size
-        weights = QuantizationArgs(num_bits=spec.bits, type="int", symmetric=bool(p["sym"]),
-                                   strategy="channel" if g == -1 else "group", group_size=None if g == -1 else g)
+        weights = weight_args(spec, symmetric=bool(p["sym"]))
         recipe = [
             AWQModifier(n_grid=int(p["n_grid"]), duo_scaling=p["duo_scaling"]),
             QuantizationModifier(config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=weights)},
                                  ignore=["lm_head"]),
         ]
-        t0 = time.perf_counter()
-        with _no_pinning_on_cpu():
-            oneshot(model=model, dataset=ds, recipe=recipe, pipeline="sequential", sequential_offload_device="cpu",
-                    num_calibration_samples=len(rows), max_seq_length=int(p["seqlen"]),
-                    shuffle_calibration_samples=False)
-        calib_s = time.perf_counter() - t0
-        ref_logits = save_compressed(model, ctx.base.path, out)
-        del model
-        probe = check_reload(out, ref_logits, what=spec.variant_id)
-        bpw, n = bits_per_weight(out, ctx.base.path)
-        kinds = bytes_by_kind(out)
-        notes = [
+        describe = lambda n_rows, secs: (  # noqa: E731
             f"llm-compressor AWQModifier (n_grid={p['n_grid']}, duo_scaling={p['duo_scaling']}) + round-to-nearest "
             f"{'symmetric' if p['sym'] else 'asymmetric'} int{spec.bits}, sequential pipeline (one decoder layer at "
-            f"a time), {len(rows)} samples x <= {p['seqlen']} tokens, calibrated in {p['dtype']}; calibration {calib_s:.1f}s",
-            f"torch threads={threads}; accelerator={'yes' if has_accelerator() else 'no (CPU; activation pinning disabled)'}",
-            f"tensor bytes: packed weights {kinds['weights']}, scales/zeros {kinds['scales_zeros']}, "
-            f"unquantized (embeddings, norms; stored fp16) {kinds['other']}",
-            reload_note(probe),
-        ]
-        return QuantResult(
-            artifact=".", files=folder_files(out), runtime=["hf", "vllm"], bits_per_weight=bpw, n_params=n,
-            tool_versions=tool_versions("llmcompressor", "compressed-tensors", "transformers", "torch"),
-            calibration={**ctx.calibration.describe(), "n_used": len(rows), "seqlen": int(p["seqlen"])},
-            notes=notes,
-        )
+            f"a time), {n_rows} samples x <= {p['seqlen']} tokens, calibrated in {p['dtype']}; calibration {secs:.1f}s")
+        return oneshot_compressed(spec, ctx, out, p, recipe, describe,
+                                  cpu_note="no (CPU; activation pinning disabled)", guard=_no_pinning_on_cpu)

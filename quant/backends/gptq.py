@@ -20,15 +20,12 @@ rejected on every machine here, with a message that says why.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from quant.backends import BACKENDS, QuantBackend, QuantContext, QuantResult
-from quant.backends._hf import (DTYPES, calibration_rows, check_reload, folder_files, group_problems, has_accelerator,
-                                reload_note, require, save_compressed, set_threads, work_dtype)
-from quant.bpw import bits_per_weight, bytes_by_kind
-from quant.manifest import tool_versions
+from quant.backends._hf import group_problems, require
+from quant.backends._llmcompressor import oneshot_compressed, param_problems, weight_args
 from quant.spec import QuantSpec
 from quantsuite.errors import UserError
 
@@ -72,13 +69,7 @@ class GPTQBackend(QuantBackend):
                        "machine without a CUDA GPU; use the default compressed-tensors")
         elif fmt not in FORMATS:
             out.append(f"{spec.variant_id}: unknown GPTQ format '{fmt}' (choose compressed-tensors)")
-        if spec.p.get("dtype", "float32") not in DTYPES:
-            out.append(f"{spec.variant_id}: dtype must be one of {', '.join(DTYPES)} (the precision the model is "
-                       "loaded and calibrated in)")
-        unknown = set(spec.p) - set(DEFAULTS) - {"format"}
-        if unknown:
-            out.append(f"{spec.variant_id}: unknown GPTQ parameter(s) {', '.join(sorted(unknown))} "
-                       f"(known: {', '.join(sorted(DEFAULTS))}, format)")
+        out += param_problems(spec, "GPTQ", DEFAULTS)
         return out
 
     def quantize(self, spec: QuantSpec, ctx: QuantContext, out: Path) -> QuantResult:
@@ -88,53 +79,18 @@ class GPTQBackend(QuantBackend):
 
     def _llmcompressor(self, spec: QuantSpec, ctx: QuantContext, out: Path) -> QuantResult:
         require("llmcompressor", "gptq")
-        import torch
-        from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
-        from datasets import Dataset
-        from llmcompressor import oneshot
+        from compressed_tensors.quantization import QuantizationScheme
         from llmcompressor.modifiers.gptq import GPTQModifier
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         p = gptq_params(spec)
-        threads = set_threads(ctx.threads)
-        tok = AutoTokenizer.from_pretrained(ctx.base.path)
-        model = AutoModelForCausalLM.from_pretrained(ctx.base.path, dtype=work_dtype(p["dtype"]),
-                                                     use_safetensors=True)
-        rows = calibration_rows(ctx.calibration, tok, int(p["n_samples"]), int(p["seqlen"]))
-        ds = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]})
-        group = spec.group_size
-        weights = QuantizationArgs(
-            num_bits=spec.bits, type="int", symmetric=bool(p["sym"]),
-            strategy="channel" if group == -1 else "group", group_size=None if group == -1 else group,
-            actorder="static" if p["act_order"] else None,
-        )
+        actorder = "static" if p["act_order"] else None
         modifier = GPTQModifier(
-            config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=weights)},
-            ignore=IGNORE, dampening_frac=float(p["dampening"]), block_size=int(p["block_size"]),
-            actorder="static" if p["act_order"] else None,
+            config_groups={"group_0": QuantizationScheme(targets=["Linear"],
+                                                         weights=weight_args(spec, bool(p["sym"]), actorder))},
+            ignore=IGNORE, dampening_frac=float(p["dampening"]), block_size=int(p["block_size"]), actorder=actorder,
         )
-        t0 = time.perf_counter()
-        oneshot(model=model, dataset=ds, recipe=modifier, pipeline="sequential", sequential_offload_device="cpu",
-                num_calibration_samples=len(rows), max_seq_length=int(p["seqlen"]), shuffle_calibration_samples=False)
-        calib_s = time.perf_counter() - t0
-        # reference logits come from the quantized model in memory; the reloaded folder must match
-        ref_logits = save_compressed(model, ctx.base.path, out)
-        del model
-        probe = check_reload(out, ref_logits, what=spec.variant_id)
-        bpw, n = bits_per_weight(out, ctx.base.path)
-        kinds = bytes_by_kind(out)
-        notes = [
+        describe = lambda n_rows, secs: (  # noqa: E731
             f"llm-compressor GPTQModifier, sequential pipeline (one decoder layer calibrated at a time), "
-            f"{len(rows)} samples x <= {p['seqlen']} tokens, act_order={p['act_order']}, sym={p['sym']}, "
-            f"dampening={p['dampening']}, calibrated in {p['dtype']}; calibration {calib_s:.1f}s",
-            f"torch threads={threads}; accelerator={'yes' if has_accelerator() else 'no (CPU)'}",
-            f"tensor bytes: packed weights {kinds['weights']}, scales/zeros {kinds['scales_zeros']}, "
-            f"unquantized (embeddings, norms; stored fp16) {kinds['other']}",
-            reload_note(probe),
-        ]
-        return QuantResult(
-            artifact=".", files=folder_files(out), runtime=["hf", "vllm"], bits_per_weight=bpw, n_params=n,
-            tool_versions=tool_versions("llmcompressor", "compressed-tensors", "transformers", "torch"),
-            calibration={**ctx.calibration.describe(), "n_used": len(rows), "seqlen": int(p["seqlen"])},
-            notes=notes,
-        )
+            f"{n_rows} samples x <= {p['seqlen']} tokens, act_order={p['act_order']}, sym={p['sym']}, "
+            f"dampening={p['dampening']}, calibrated in {p['dtype']}; calibration {secs:.1f}s")
+        return oneshot_compressed(spec, ctx, out, p, modifier, describe)
