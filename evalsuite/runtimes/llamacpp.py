@@ -8,9 +8,10 @@ context. Perplexity/KLD read full log-softmax rows for a token stream.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -112,7 +113,26 @@ class LlamaCppClient:
         return out  # type: ignore[return-value]
 
     # -- generation ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _last_logits_only(self) -> Iterator[None]:
+        """Scoring needs logits at every position (``logits_all``); sampling needs the last
+        one only. With logits_all on, every prompt token also pays the output projection
+        (49k x 576 on SmolLM2, a fifth of the model) and a copy of its row, so generation
+        switches it off for its duration. Values are unaffected: only which rows are kept."""
+        if not hasattr(self.llm, "_logits_all"):
+            yield
+            return
+        prev, self.llm._logits_all = self.llm._logits_all, False
+        try:
+            yield
+        finally:
+            self.llm._logits_all = prev
+
     def generate(self, reqs: Sequence[GenRequest]) -> list[Generation]:
+        with self._last_logits_only():
+            return self._generate(reqs)
+
+    def _generate(self, reqs: Sequence[GenRequest]) -> list[Generation]:
         results = []
         for r in reqs:
             t0 = time.perf_counter()
