@@ -5,7 +5,7 @@ PY := .venv/bin/python
 QS := .venv/bin/quantsuite
 DEMO_DIR ?= out/demo
 
-.PHONY: setup demo test test-all test-slow bench clean
+.PHONY: setup demo test test-all test-slow bench strategies clean
 
 setup:
 	bash scripts/setup.sh
@@ -26,6 +26,10 @@ test-all: setup
 
 bench: setup
 	$(PY) scripts/bench_eval.py
+
+# every prompting strategy on the demo's variants, 20 items per task, accuracy next to compute
+strategies: demo
+	bash scripts/strategy_matrix.sh
 
 clean:
 	rm -rf out .pytest_cache

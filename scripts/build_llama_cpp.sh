@@ -57,7 +57,7 @@ cmake -S src/vendor/llama.cpp -B build -G Ninja \
   -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_COMMON=ON \
   -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF >&2
 
-echo "[llama.cpp] building llama + tools (about 10 minutes on 2 cores, once per machine)" >&2
+echo "[llama.cpp] building llama + tools (4-10 minutes on 2 cores, once per machine)" >&2
 cmake --build build -j "$JOBS" --target llama ggml llama-quantize llama-imatrix llama-perplexity llama-bench >&2
 
 rm -rf bin && cp -a build/bin bin
