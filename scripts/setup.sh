@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 PY_BOOT="${PYTHON:-python3}"
-EXTRAS="${QUANTSUITE_EXTRAS:-hf,gguf,gptq,awq,bnb,rag,serve,dev}"
+EXTRAS="${QUANTSUITE_EXTRAS:-hf,gguf,gptq,awq,bnb,rag,serve,lmeval,dev}"
 KEY=$(cat pyproject.toml constraints.txt scripts/setup.sh scripts/build_llama_cpp.sh | sha256sum | cut -c1-16)
 STAMP="$VENV/.quantsuite-setup-$KEY"
 if [[ -f "$STAMP" ]]; then
