@@ -21,7 +21,7 @@ import numpy as np
 
 from evalsuite import quality
 from evalsuite.metrics import bootstrap_ci, perplexity, summarize_kld
-from evalsuite.runtimes import RuntimeConfig, open_variant
+from evalsuite.runtimes import RuntimeConfig, open_variant, pick_runtime
 from evalsuite.store import ResultsStore, SampleRow, run_key
 from evalsuite.strategies import Strategy, parse_strategy
 from evalsuite.tasks import get_task
@@ -40,6 +40,7 @@ class EvalConfig:
     ppl: quality.PplConfig = field(default_factory=quality.PplConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     reference: str = "base"                   # variant_id of the KLD reference in each model family
+    runtime_name: str | None = None           # --runtime: used where a variant supports it
     task_options: dict[str, dict] = field(default_factory=dict)
 
 
@@ -131,7 +132,7 @@ class Evaluator:
                 self.progress.note(f"{m.model}/{m.variant_id}: all runs already stored")
                 keys += [self._key(m, t, s) for t, s in plan]
                 continue
-            client = open_variant(m, self.cfg.runtime)
+            client = open_variant(m, self.cfg.runtime, pick_runtime(m, self.cfg.runtime_name))
             try:
                 for t, s in plan:
                     if t.kind == "ppl":
@@ -218,7 +219,7 @@ class Evaluator:
             return quality.Reference.load(path)
         self.progress.note(f"computing reference logits with {ref_m.model}/{ref_m.variant_id} (once)")
         own = client is None
-        ref_client = open_variant(ref_m, self.cfg.runtime) if own else client
+        ref_client = open_variant(ref_m, self.cfg.runtime, pick_runtime(ref_m, self.cfg.runtime_name)) if own else client
         try:
             self.progress.start(f"{ref_m.model}/{ref_m.variant_id} reference", len(chunks))
             ref = quality.compute_reference(ref_client, chunks, self.cfg.ppl, progress=self.progress.advance)

@@ -119,6 +119,8 @@ def eval_(
     threads: int = typer.Option(0, help="CPU threads (0 = all cores)"),
     seed: int = typer.Option(0),
     harness: Optional[str] = typer.Option(None, help="'lm-eval' to run lm-evaluation-harness task names"),
+    runtime: Optional[str] = typer.Option(None, help="hf | llamacpp | vllm: used for the variants that support it "
+                                          "(default: each variant's first runtime)"),
 ):
     """Evaluate variants on tasks x strategies into the results store (resumable)."""
     from evalsuite.quality import PplConfig
@@ -132,6 +134,10 @@ def eval_(
     if harness and harness != "lm-eval":
         raise UserError(f"unknown harness '{harness}' (only lm-eval)")
     tasks = tasks or ("arc_easy" if harness else "arc_easy,wikitext2")
+    if runtime:
+        from evalsuite.runtimes import RUNTIMES
+
+        RUNTIMES.get(runtime)
     if not harness:   # refuse unknown tasks and strategies before touching variants or the store
         from evalsuite.strategies import parse_strategy
         from evalsuite.tasks import TASKS
@@ -156,7 +162,8 @@ def eval_(
     from evalsuite.runner import EvalConfig, Evaluator
 
     cfg = EvalConfig(tasks=_split_top(tasks), strategies=_split_top(strategies), limit=limit, seed=seed,
-                     ppl=PplConfig(n_ctx=ctx, chunks=chunks), runtime=rt, reference=reference)
+                     ppl=PplConfig(n_ctx=ctx, chunks=chunks), runtime=rt, reference=reference,
+                     runtime_name=runtime)
     with RichProgress() as prog:
         Evaluator(st, cfg, prog).run(manifests)
     console.print(f"results in {store}")
@@ -302,7 +309,7 @@ def demo(
     quantize(model=None, plan=ctx_plan, method=None, bits=None, scheme=None, group_size=None, out=p.output,
              models_dir=Path("models"), calibration="wikitext2-valid", threads=0, dry_run=False)
     eval_(variants=[p.output], endpoint=None, tasks="arc_easy,wikitext2", strategies="ll", store=DEFAULT_STORE, limit=limit,
-          chunks=chunks, ctx=512, reference="base", threads=0, seed=0, harness=None)
+          chunks=chunks, ctx=512, reference="base", threads=0, seed=0, harness=None, runtime=None)
     path = build = None
     from reports.build import build_report
 

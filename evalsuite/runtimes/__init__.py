@@ -11,6 +11,7 @@ RUNTIMES: Registry = Registry("runtime")
 RUNTIMES.lazy("llamacpp", "evalsuite.runtimes.llamacpp")
 RUNTIMES.lazy("hf", "evalsuite.runtimes.hf")
 RUNTIMES.lazy("openai", "evalsuite.runtimes.openai_compat")
+RUNTIMES.lazy("vllm", "evalsuite.runtimes.vllm")
 
 
 @dataclass
@@ -29,6 +30,14 @@ class RuntimeConfig:
         import os
 
         return self.threads or int(os.environ.get("QUANTSUITE_THREADS", 0)) or (os.cpu_count() or 1)
+
+
+def pick_runtime(manifest, wanted: str | None) -> str:
+    """The asked-for runtime where the variant supports it, else the variant's preferred one
+    (so ``--runtime hf`` over a mix of GGUF and HF variants moves only the HF ones)."""
+    if wanted and wanted not in RUNTIMES:
+        RUNTIMES.get(wanted)          # one-line error listing the known runtimes
+    return wanted if wanted in manifest.runtime else manifest.runtime[0]
 
 
 def open_variant(manifest, cfg: RuntimeConfig | None = None, runtime: str | None = None):

@@ -166,3 +166,20 @@ def test_kld_costs_one_reference_pass_shared_with_the_base_ppl(tmp_path, clients
     opens.clear()
     Evaluator(store, cfg).run(ms)
     assert opens == []
+
+
+def test_runtime_choice_applies_where_the_variant_supports_it(tmp_path):
+    from evalsuite.runtimes import open_variant, pick_runtime
+    from quantsuite.errors import BackendUnavailable, UserError
+
+    hf = manifest("gptq-w4g64", 100)
+    hf.runtime = ["hf", "vllm"]
+    gguf = manifest("gguf-q4_k_m", 50)
+    gguf.runtime = ["llamacpp"]
+    assert pick_runtime(hf, "vllm") == "vllm" and pick_runtime(gguf, "vllm") == "llamacpp"
+    assert pick_runtime(hf, None) == "hf"
+    with pytest.raises(UserError, match="unknown runtime 'vlm'"):
+        pick_runtime(hf, "vlm")
+    # vLLM is reached through its server: asking for it in-process says how, in one message
+    with pytest.raises(BackendUnavailable, match="vllm serve .*--endpoint openai:"):
+        open_variant(hf, runtime="vllm")
