@@ -17,7 +17,7 @@ from quant.calibration import load_calibration
 from quant.manifest import (MANIFEST_NAME, VariantManifest, atomic_variant_dir, hash_files, now_iso,
                             tool_versions)
 from quant.spec import QuantSpec
-from quant.tools import peak_rss_bytes
+from quant.tools import PeakRss
 from quantsuite.errors import UserError
 
 
@@ -116,7 +116,7 @@ def quantize_model(model_ref: str, specs: list[QuantSpec], out_root: Path, model
         say("start", f"{base.name}/{spec.variant_id}")
         t0 = time.perf_counter()
         backend = BACKENDS.get(spec.method)()
-        with atomic_variant_dir(folder) as tmp:
+        with atomic_variant_dir(folder) as tmp, PeakRss() as peak:
             res = backend.quantize(spec, ctx, tmp)
             files = hash_files(tmp, res.files)
             m = VariantManifest(
@@ -125,7 +125,7 @@ def quantize_model(model_ref: str, specs: list[QuantSpec], out_root: Path, model
                 size_bytes=sum(f["bytes"] for f in files.values()), bits_per_weight=round(res.bits_per_weight, 4),
                 n_params=res.n_params, calibration=res.calibration, imatrix=res.imatrix,
                 tool_versions=res.tool_versions, command=shlex.join(sys.argv), created_at=now_iso(),
-                wall_seconds=round(time.perf_counter() - t0, 2), peak_rss_bytes=peak_rss_bytes(),
+                wall_seconds=round(time.perf_counter() - t0, 2), peak_rss_bytes=peak.bytes,
                 notes=res.notes + ([base.note] if base.note else []),
             )
             m.write(tmp)
