@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -96,8 +97,6 @@ class Reference:
 
 def compute_reference(client, chunks: list[list[int]], cfg: PplConfig,
                       progress: Callable[[], None] | None = None) -> Reference:
-    import time
-
     tks, nlls, secs = [], [], []
     for c in chunks:
         t0 = time.perf_counter()
