@@ -115,6 +115,22 @@ def resolve_base(ref: str, models_dir: Path) -> BaseModel:
     raise UserError(f"model not found: '{ref}' is neither a bundled model ({known}), an HF folder nor a .gguf file")
 
 
+def known_config(ref: str, models_dir: Path) -> dict:
+    """The model's config.json when it can be read without converting anything (an HF
+    folder, or a base converted earlier), else {}: lets a plan be checked before any work."""
+    p = Path(ref).expanduser()
+    if ref in BUNDLED:
+        cfg = models_dir / ref / "config.json"
+    elif p.suffix == ".gguf":
+        cfg = models_dir / p.stem.lower() / "config.json"
+    else:
+        cfg = p / "config.json"
+    try:
+        return json.loads(cfg.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def _read_info(folder: Path) -> dict:
     f = folder / BASE_INFO
     return json.loads(f.read_text()) if f.exists() else {}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from quant.backends import BACKENDS, QuantContext
-from quant.base_model import BaseModel, resolve_base
+from quant.base_model import BaseModel, known_config, resolve_base
 from quant.calibration import load_calibration
 from quant.manifest import (MANIFEST_NAME, VariantManifest, atomic_variant_dir, hash_files, now_iso,
                             tool_versions)
@@ -90,7 +90,8 @@ def quantize_model(model_ref: str, specs: list[QuantSpec], out_root: Path, model
                    on_event: Callable[[str, str], None] | None = None) -> list[VariantManifest]:
     """Make every spec for one model; returns the manifests (finished ones are reused)."""
     say = on_event or (lambda kind, msg: None)
-    early = validate(specs, {})           # what needs no model (bits, formats): before any conversion
+    # before any conversion: everything when the config is at hand, else what needs no model
+    early = validate(specs, known_config(model_ref, models_dir))
     if early:
         raise UserError("\n".join(early))
     say("base", f"preparing base model {model_ref}")
