@@ -24,8 +24,8 @@ test-slow: setup
 test-all: setup
 	$(PY) -m pytest -q
 
-bench: setup
-	$(PY) scripts/bench_eval.py
+bench: demo
+	$(PY) scripts/bench_eval.py --variants $(DEMO_DIR)/variants --items 100 --rounds 2 --bridge
 
 # every prompting strategy on the demo's variants, 20 items per task, accuracy next to compute
 strategies: demo
