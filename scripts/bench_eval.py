@@ -2,8 +2,8 @@
 """Benchmark the evaluator's two shortcuts, in one run; prints figures and ratios, asserts nothing.
 
 (a) Multiple-choice scoring throughput: ARC-Easy items/s with our ``ll`` strategy on the HF
-    runtime (each context evaluated once, its KV cache shared by the choices, choices
-    batched) against lm-evaluation-harness's own HFLM (every context+choice sequence run
+    runtime (each context evaluated once with its choices under a tree mask, many
+    questions packed into one forward pass) against lm-evaluation-harness's own HFLM (every context+choice sequence run
     in full, batched), same model (the HF base), same items, same threads. Optionally
     also our lm-eval bridge (lm-eval's task, our runtime): ``--bridge``.
 (b) KLD for N variants: the base's reference distributions are computed once and cached
