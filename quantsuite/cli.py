@@ -318,12 +318,14 @@ def demo(
     typer.echo(str(Path(path).resolve()))
 
 
+INTERRUPTED = "quantsuite: interrupted; finished work is saved, rerun the same command to resume"
+
+
 def main() -> None:
     try:
         rv = app(standalone_mode=False)
-    except typer.Abort:
-        print("quantsuite: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt):
+        rv = 130
     except typer.TyperException as e:      # unknown option or command, bad value...: one line too
         ctx = getattr(e, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
@@ -335,9 +337,8 @@ def main() -> None:
         for line in str(e).splitlines() or [""]:
             print(f"quantsuite: error: {line}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("quantsuite: interrupted; finished work is saved, rerun the same command to resume", file=sys.stderr)
-        sys.exit(130)
+    if rv == 130:            # typer returns ^C as exit code 130, silently
+        print(INTERRUPTED, file=sys.stderr)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

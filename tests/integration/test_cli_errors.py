@@ -73,3 +73,22 @@ def test_unknown_task_fails_before_any_variant_is_opened(tmp_path):
                 check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert sqlite3.connect(tmp_path / "r.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+
+
+def test_ctrl_c_is_a_short_message_and_exit_130(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "quantsuite", "quantize", "smollm2-135m-instruct", "--method", "gguf",
+                             "--scheme", "q4_k_m", "--out", str(tmp_path / "v"), "--models-dir", str(tmp_path / "m")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "QUANTSUITE_THREADS": "1"})
+    time.sleep(4)                       # into the base conversion (transformers import and dequantization)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "rerun the same command to resume" in err and "Traceback" not in err
+    assert not any((tmp_path / "v").rglob("manifest.json"))
