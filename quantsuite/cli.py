@@ -337,6 +337,13 @@ def main() -> None:
         for line in str(e).splitlines() or [""]:
             print(f"quantsuite: error: {line}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except Exception as e:                 # a bug, not bad input: short by default, full on request
+        if os.environ.get("QUANTSUITE_DEBUG"):
+            raise
+        first = (str(e).splitlines() or [""])[0][:300]
+        print(f"quantsuite: internal error: {type(e).__name__}: {first} (finished work is saved; "
+              "QUANTSUITE_DEBUG=1 shows the traceback, please report it)", file=sys.stderr)
+        sys.exit(1)
     if rv == 130:            # typer returns ^C as exit code 130, silently
         print(INTERRUPTED, file=sys.stderr)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -292,7 +292,7 @@ def normalize_number(s: str) -> str | None:
     if d == 0:
         return "0"
     if d == d.to_integral_value():
-        return str(d.quantize(Decimal(1)))
+        return str(int(d))          # exact at any length (quantize fails past 28 digits)
     return format(d.normalize(), "f")
 
 

@@ -170,6 +170,8 @@ def test_number_extraction_golden(text, flexible, strict):
 @pytest.mark.parametrize("raw,norm", [
     ("1,234", "1234"), ("$5", "5"), ("18.00", "18"), ("-3", "-3"), ("0.50", "0.5"),
     ("-0", "0"), ("1e3", "1000"), ("abc", None), ("", None),
+    # a model that rambles digits: longer than Decimal's 28-digit context, still exact
+    ("1" * 40, "1" * 40), ("-" + "9" * 35 + ".000", "-" + "9" * 35),
 ])
 def test_normalize_number(raw, norm):
     assert normalize_number(raw) == norm
