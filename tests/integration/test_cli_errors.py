@@ -92,3 +92,21 @@ def test_ctrl_c_is_a_short_message_and_exit_130(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted" in err and "rerun the same command to resume" in err and "Traceback" not in err
     assert not any((tmp_path / "v").rglob("manifest.json"))
+
+
+def test_a_bug_is_one_line_unless_debugging(monkeypatch, capsys):
+    from quantsuite import cli
+
+    def boom(**kwargs):
+        raise RuntimeError("unexpected state\nsecond line")
+
+    monkeypatch.setattr(cli, "app", boom)
+    monkeypatch.delenv("QUANTSUITE_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1
+    assert "internal error: RuntimeError: unexpected state" in err and "QUANTSUITE_DEBUG=1" in err
+    monkeypatch.setenv("QUANTSUITE_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cli.main()
