@@ -197,8 +197,10 @@ class LogicOfThought(Strategy):
                 how[i] = "model" if ok == len(parsed) else "mixed" if ok else "template"
         extras = {it.id: (f"{CONTEXT_HEADER}\n" + "\n".join(s)) if s else "" for it, s in zip(items, sentences)}
         scores = [{"propositions": len(x.props), "implications": [str(i) for i in x.implications],
-                   "derived": [str(i) for i in imps], "sentences": s, "augmented": bool(s), "translation": h}
-                  for x, imps, s, h in zip(found, new, sentences, how)]
+                   "derived": [str(i) for i in imps], "sentences": s, "augmented": bool(s), "translation": h,
+                   # what the model wrote, so a report shows why nothing was extracted
+                   "extraction": (g.texts[0] if g.texts else "")[:600]}
+                  for x, imps, s, h, g in zip(found, new, sentences, how, gens)]
         return answer_items(client, task, items, lambda it, cot: prompt_with_context(task, it, extras[it.id], cot),
                             self.answer_config(), meters=meters, extra_scores=scores)
 

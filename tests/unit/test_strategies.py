@@ -167,6 +167,7 @@ def test_lot_nothing_derived_leaves_prompt_unchanged():
     assert len(client.requests) == 2                                      # no translation call
     assert last_user(client.requests[1]) == MC.letter_prompt(item, cot=False)
     assert not p.scores["augmented"] and p.scores["derived"] == []
+    assert p.scores["extraction"].startswith("Propositions:\nA: it rains")   # kept for diagnosis
 
 
 def test_lot_with_self_consistency_and_gen_task_without_context():
