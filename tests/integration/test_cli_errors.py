@@ -85,7 +85,9 @@ def test_ctrl_c_is_a_short_message_and_exit_130(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "quantsuite", "quantize", "smollm2-135m-instruct", "--method", "gguf",
                              "--scheme", "q4_k_m", "--out", str(tmp_path / "v"), "--models-dir", str(tmp_path / "m")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "QUANTSUITE_THREADS": "1"})
+                            env={**os.environ, "QUANTSUITE_THREADS": "1"},
+                            # a CI runner may start us with SIGINT ignored, which children inherit
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(4)                       # into the base conversion (transformers import and dequantization)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
