@@ -150,22 +150,29 @@ def eval_(
     manifests = find_manifests(variants or []) + [endpoint_manifest(u) for u in endpoint or []]
     if not manifests:
         raise UserError(f"no manifest.json found under {', '.join(map(str, variants or [])) or '(nothing given)'}")
+    fresh = not store.exists()
     st = ResultsStore(store)
     rt = RuntimeConfig(threads=threads, seed=seed)
-    if harness:
-        from evalsuite.lmeval_bridge import run_lmeval
+    try:
+        if harness:
+            from evalsuite.lmeval_bridge import run_lmeval
 
-        with RichProgress() as prog:
-            run_lmeval(manifests, _csv(tasks), st, rt, limit=limit, progress=prog)
-        console.print(f"results in {store}")
-        return
-    from evalsuite.runner import EvalConfig, Evaluator
+            with RichProgress() as prog:
+                run_lmeval(manifests, _csv(tasks), st, rt, limit=limit, progress=prog)
+        else:
+            from evalsuite.runner import EvalConfig, Evaluator
 
-    cfg = EvalConfig(tasks=_split_top(tasks), strategies=_split_top(strategies), limit=limit, seed=seed,
-                     ppl=PplConfig(n_ctx=ctx, chunks=chunks), runtime=rt, reference=reference,
-                     runtime_name=runtime)
-    with RichProgress() as prog:
-        Evaluator(st, cfg, prog).run(manifests)
+            cfg = EvalConfig(tasks=_split_top(tasks), strategies=_split_top(strategies), limit=limit, seed=seed,
+                             ppl=PplConfig(n_ctx=ctx, chunks=chunks), runtime=rt, reference=reference,
+                             runtime_name=runtime)
+            with RichProgress() as prog:
+                Evaluator(st, cfg, prog).run(manifests)
+    except UserError:
+        if fresh and not st.runs():        # refused before any run began: leave no empty store behind
+            st.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{store}{suffix}").unlink(missing_ok=True)
+        raise
     console.print(f"results in {store}")
 
 

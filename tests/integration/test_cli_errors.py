@@ -112,3 +112,19 @@ def test_a_bug_is_one_line_unless_debugging(monkeypatch, capsys):
     monkeypatch.setenv("QUANTSUITE_DEBUG", "1")
     with pytest.raises(RuntimeError):
         cli.main()
+
+
+def test_refused_eval_leaves_no_empty_store(tmp_path):
+    from quant.manifest import VariantManifest
+
+    folder = tmp_path / "variants" / "m" / "gptq-w4g64"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    VariantManifest(variant_id="gptq-w4g64", model="m", base={}, spec={"method": "gptq", "bits": 4},
+                    runtime=["hf", "vllm"], artifact=".", files={"config.json": {"bytes": 2, "sha256": "x"}},
+                    size_bytes=2, bits_per_weight=4.0).write(folder)
+    store = tmp_path / "r.sqlite"
+    r = run_cli("eval", str(tmp_path / "variants"), "--runtime", "vllm", "--tasks", "arc_easy", "--limit", "2",
+                "--store", str(store), check=False)
+    assert r.returncode == 2 and "vllm serve" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not list(tmp_path.glob("r.sqlite*"))
