@@ -171,39 +171,90 @@ class HFClient:
         return self.tokenize(r.prompt, add_bos=True)
 
     def generate(self, reqs: Sequence[GenRequest]) -> list[Generation]:
-        torch = self.torch
-        results = []
-        for r in reqs:
-            t0 = time.perf_counter()
-            ids = self._prompt_ids(r)
-            torch.manual_seed(r.seed)
-            kw = dict(max_new_tokens=r.max_tokens, pad_token_id=self.tok.pad_token_id,
-                      num_return_sequences=r.n)
-            if r.temperature > 0:
-                kw.update(do_sample=True, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k or 0)
+        """Greedy single-sample requests run as left-padded batches of ``batch_size`` (one
+        forward pass per new token for the whole batch, which is what makes CPU decoding of
+        a small model efficient); sampled ones run one prompt at a time with their k samples
+        sharing it, so each request's samples depend on its own seed only."""
+        out: list[Generation | None] = [None] * len(reqs)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(reqs):
+            if r.temperature <= 0 and r.n == 1:
+                groups.setdefault((r.max_tokens,), []).append(i)
             else:
-                kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            with torch.inference_mode():
-                # one prompt, n continuations: the prompt is encoded once and its cache expanded
-                gen = self.model.generate(torch.tensor([ids], device=self.device),
-                                          attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=self.device), **kw)
-            texts, n_out, reasons = [], 0, []
-            for row in gen:
-                new = row[len(ids):].tolist()
-                if self.tok.eos_token_id in new:
-                    new = new[: new.index(self.tok.eos_token_id)]
-                    reasons.append("stop")
-                else:
-                    reasons.append("length")
-                text = self.tok.decode(new, skip_special_tokens=True)
-                for s in r.stop:
-                    if s in text:
-                        text = text[: text.index(s)]
-                        reasons[-1] = "stop"
-                texts.append(text)
-                n_out += len(new)
-            results.append(Generation(texts, len(ids), n_out, time.perf_counter() - t0, reasons))
+                out[i] = self._generate_one(r)
+        size = max(1, int(self.cfg.batch_size))
+        for idxs in groups.values():
+            for k in range(0, len(idxs), size):
+                chunk = idxs[k:k + size]
+                for i, g in zip(chunk, self._generate_greedy([reqs[i] for i in chunk])):
+                    out[i] = g
+        return out  # type: ignore[return-value]
+
+    def _generate_one(self, r: GenRequest) -> Generation:
+        torch = self.torch
+        t0 = time.perf_counter()
+        ids = self._prompt_ids(r)
+        torch.manual_seed(r.seed)
+        kw = dict(max_new_tokens=r.max_tokens, pad_token_id=self.tok.pad_token_id, num_return_sequences=r.n)
+        if r.temperature > 0:
+            kw.update(do_sample=True, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k or 0)
+        else:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            # one prompt, n continuations: the prompt is encoded once and its cache expanded
+            gen = self.model.generate(torch.tensor([ids], device=self.device),
+                                      attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=self.device), **kw)
+        texts, reasons, n_out = self._decode_rows([row[len(ids):].tolist() for row in gen], r)
+        return Generation(texts, len(ids), n_out, time.perf_counter() - t0, reasons)
+
+    def _generate_greedy(self, reqs: Sequence[GenRequest]) -> list[Generation]:
+        torch = self.torch
+        t0 = time.perf_counter()
+        prompts = [self._prompt_ids(r) for r in reqs]
+        width = max(len(p) for p in prompts)
+        inp = torch.full((len(prompts), width), self.tok.pad_token_id, dtype=torch.long)
+        att = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):              # left padding: every prompt ends at column width-1
+            inp[i, width - len(p):] = torch.tensor(p)
+            att[i, width - len(p):] = 1
+        with torch.inference_mode():
+            gen = self.model.generate(inp.to(self.device), attention_mask=att.to(self.device),
+                                      max_new_tokens=reqs[0].max_tokens, pad_token_id=self.tok.pad_token_id,
+                                      do_sample=False, temperature=None, top_p=None, top_k=None)
+        dt = (time.perf_counter() - t0) / len(reqs)
+        results = []
+        for r, p, row in zip(reqs, prompts, gen):
+            texts, reasons, n_out = self._decode_rows([row[width:].tolist()], r)
+            results.append(Generation(texts, len(p), n_out, dt, reasons))
         return results
+
+    def _eos_ids(self) -> set[int]:
+        """The tokenizer's end of sequence and every end token generate() stops at (chat
+        models list their end-of-turn token there)."""
+        ids = {self.tok.eos_token_id}
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids |= set(gen_eos) if isinstance(gen_eos, (list, tuple)) else {gen_eos}
+        return {i for i in ids if i is not None}
+
+    def _decode_rows(self, rows: list[list[int]], r: GenRequest) -> tuple[list[str], list[str], int]:
+        """Generated ids -> texts cut at the end-of-sequence token and at ``r.stop``."""
+        texts, reasons, n_out = [], [], 0
+        eos = self._eos_ids()
+        for new in rows:
+            end = next((j for j, t in enumerate(new) if t in eos), None)
+            if end is not None:
+                new = new[:end]
+                reasons.append("stop")
+            else:
+                reasons.append("length")
+            text = self.tok.decode(new, skip_special_tokens=True)
+            for s in r.stop:
+                if s in text:
+                    text = text[: text.index(s)]
+                    reasons[-1] = "stop"
+            texts.append(text)
+            n_out += len(new)
+        return texts, reasons, n_out
 
     def close(self) -> None:
         self.model = None

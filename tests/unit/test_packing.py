@@ -122,3 +122,23 @@ def test_packed_scores_equal_scoring_each_pair_alone(arch, window, extra):
     # prefix sharing: each context is counted once in tokens_in
     assert sum(g.tokens_in for g in got) < sum(len(client.tokenize(r.context + r.continuation)) for r in REQS)
     assert client.loglikelihood([]) == []
+
+
+# -- generation: greedy requests batched with left padding ------------------------------------
+def test_batched_greedy_generation_equals_one_at_a_time():
+    from evalsuite.types import GenRequest
+
+    client, torch = _client("llama")
+    client.tok.decode = lambda ids, skip_special_tokens=True: " ".join(map(str, ids))
+    client.tok.add_bos_token = False
+    client.cfg.batch_size = 3
+    reqs = [GenRequest(prompt=p, max_tokens=m, temperature=0.0) for p, m in
+            [("Hi", 6), ("A much longer prompt than the others", 6), ("Mid length one", 6), ("x", 4), ("yy", 4)]]
+    batched = client.generate(reqs)
+    alone = [client._generate_one(r) for r in reqs]
+    assert [g.texts for g in batched] == [g.texts for g in alone]
+    assert [g.tokens_out for g in batched] == [g.tokens_out for g in alone]
+    assert [g.tokens_in for g in batched] == [len(client.tokenize(r.prompt)) for r in reqs]
+    # sampled requests keep their own seed: the same answer alone or among others
+    s = GenRequest(prompt="Hi", max_tokens=5, temperature=0.9, n=2, seed=7)
+    assert client.generate([reqs[0], s])[1].texts == client.generate([s])[0].texts
