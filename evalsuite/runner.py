@@ -101,6 +101,21 @@ def summarize_ppl(samples: list[dict]) -> dict[str, tuple]:
     return out
 
 
+def build_plan(cfg: EvalConfig) -> tuple[list, list[tuple]]:
+    """Tasks and (task, strategy) pairs from the config, every name and pairing checked;
+    no data is read, so the CLI calls it to refuse bad input before touching anything."""
+    tasks = []
+    for spec in cfg.tasks:
+        name, opts = parse_task_spec(spec)
+        tasks.append(get_task(name, limit=cfg.limit, **{**cfg.task_options.get(name, {}), **opts}))
+    strategies = [parse_strategy(s) for s in cfg.strategies]
+    plan = [(t, s) for t in tasks for s in (strategies if t.kind != "ppl" else [None])]
+    for t, s in plan:
+        if s is not None and not s.supports(t):
+            raise UserError(f"strategy {s.label} cannot run task {t.name}")
+    return tasks, plan
+
+
 class Evaluator:
     def __init__(self, store: ResultsStore, cfg: EvalConfig, progress: Progress | None = None,
                  cache_dir: Path | None = None):
@@ -113,15 +128,7 @@ class Evaluator:
     def run(self, manifests: Sequence[VariantManifest]) -> list[str]:
         if not manifests:
             raise UserError("no variants to evaluate")
-        tasks = []
-        for spec in self.cfg.tasks:
-            name, opts = parse_task_spec(spec)
-            tasks.append(get_task(name, limit=self.cfg.limit, **{**self.cfg.task_options.get(name, {}), **opts}))
-        strategies = [parse_strategy(s) for s in self.cfg.strategies]
-        plan = [(t, s) for t in tasks for s in (strategies if t.kind != "ppl" else [None])]
-        for t, s in plan:
-            if s is not None and not s.supports(t):
-                raise UserError(f"strategy {s.label} cannot run task {t.name}")
+        tasks, plan = build_plan(self.cfg)
         items = {t.version_key: t.load() for t in tasks if t.kind != "ppl"}
         # the reference must exist before any variant's KLD: do each family's reference first
         ordered = sorted(manifests, key=lambda m: (m.model, m.variant_id != self.cfg.reference, m.size_bytes))

@@ -138,21 +138,20 @@ def eval_(
         from evalsuite.runtimes import RUNTIMES
 
         RUNTIMES.get(runtime)
-    if not harness:   # refuse unknown tasks and strategies before touching variants or the store
-        from evalsuite.strategies import parse_strategy
-        from evalsuite.tasks import TASKS
-        from evalsuite.tasks.base import parse_task_spec
+    rt = RuntimeConfig(threads=threads, seed=seed)
+    cfg = None
+    if not harness:   # refuse unknown tasks, strategies and pairings before touching variants or the store
+        from evalsuite.runner import EvalConfig, build_plan
 
-        for spec in _split_top(tasks):
-            TASKS.get(parse_task_spec(spec)[0])
-        for spec in _split_top(strategies):
-            parse_strategy(spec)
+        cfg = EvalConfig(tasks=_split_top(tasks), strategies=_split_top(strategies), limit=limit, seed=seed,
+                         ppl=PplConfig(n_ctx=ctx, chunks=chunks), runtime=rt, reference=reference,
+                         runtime_name=runtime)
+        build_plan(cfg)
     manifests = find_manifests(variants or []) + [endpoint_manifest(u) for u in endpoint or []]
     if not manifests:
         raise UserError(f"no manifest.json found under {', '.join(map(str, variants or [])) or '(nothing given)'}")
     fresh = not store.exists()
     st = ResultsStore(store)
-    rt = RuntimeConfig(threads=threads, seed=seed)
     try:
         if harness:
             from evalsuite.lmeval_bridge import run_lmeval
@@ -160,11 +159,8 @@ def eval_(
             with RichProgress() as prog:
                 run_lmeval(manifests, _csv(tasks), st, rt, limit=limit, progress=prog)
         else:
-            from evalsuite.runner import EvalConfig, Evaluator
+            from evalsuite.runner import Evaluator
 
-            cfg = EvalConfig(tasks=_split_top(tasks), strategies=_split_top(strategies), limit=limit, seed=seed,
-                             ppl=PplConfig(n_ctx=ctx, chunks=chunks), runtime=rt, reference=reference,
-                             runtime_name=runtime)
             with RichProgress() as prog:
                 Evaluator(st, cfg, prog).run(manifests)
     except UserError:
